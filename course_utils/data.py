@@ -237,3 +237,6 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, dev
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         persistent_workers=workers > 0,
     )
+
+
+from .imagenet_a import ImageNetA  # noqa: E402  (DESIGN.md's public name course_utils.data.ImageNetA)

@@ -88,3 +88,115 @@ class Normalized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
+
+
+# --- Self-supervised pretext models. Each wraps an encoder (images -> feature vectors of
+# size `feature_dim`, e.g. `SmallCNN().encoder`) and keeps it as `.encoder`: the encoder's
+# output is the representation that linear probes read, never the pretext head's.
+
+
+def _mlp(d_in: int, hidden: int | None, d_out: int) -> nn.Module:
+    if hidden is None:
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
+
+
+class RotationClassifier(EncoderClassifier):
+    """RotNet (Gidaris et al. 2018): the encoder and a head that tells the rotation, 4 logits
+    for 0, 90, 180 and 270 degrees (the labels of `augment.rotate_batch`). `hidden=None`
+    makes the head linear."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, *, hidden: int | None = 128):
+        super().__init__(encoder, _mlp(feature_dim, hidden, 4), feature_dim)
+
+
+class PatchSiamese(nn.Module):
+    """Late-fusion siamese network for context prediction (Doersch et al. 2015).
+
+    One shared encoder embeds the centre patch and the neighbour separately; their features
+    are concatenated and an MLP gives 8 logits, one per neighbour position (the labels of
+    `augment.PatchLocalization`). `forward` takes the pair `(center, neighbor)`, which is
+    what `PatchLocalization.batch_transform` hands `fit` as the inputs. Patches may be
+    smaller than the images the encoder is later probed on, as long as the encoder pools
+    to a fixed size (SmallCNN's ends in AdaptiveAvgPool2d).
+    """
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, *, hidden: int = 256):
+        super().__init__()
+        self.encoder, self.feature_dim = encoder, feature_dim
+        self.head = _mlp(2 * feature_dim, hidden, 8)
+
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        center, neighbor = pair
+        features = self.encoder(torch.cat([center, neighbor]))  # one pass: both patches share weights
+        f_center, f_neighbor = features.chunk(2)
+        return self.head(torch.cat([f_center, f_neighbor], 1))
+
+
+class SimCLRModel(nn.Module):
+    """SimCLR (Chen et al. 2020): the encoder f and a projection head g, z = g(f(x)).
+
+    `forward` returns the projections z that NT-Xent compares. The representation for
+    downstream tasks is the encoder's output f(x), *before* the head: `model.encoder`.
+    Chen et al. found it linearly separates classes far better than z, because the
+    contrastive loss makes z invariant to the augmentations and discards what they change.
+    The head is their 2-layer MLP, Linear-ReLU-Linear, to `projection_dim` (128 in the paper).
+    """
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, *, projection_dim: int = 128, hidden: int = 512):
+        super().__init__()
+        self.encoder, self.feature_dim = encoder, feature_dim
+        self.projection_head = _mlp(feature_dim, hidden, projection_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(self.encoder(x))
+
+
+def pretrained_resnet50(weights: str | None = "IMAGENET1K_V1", *, download: bool = True,
+                        progress: bool = True) -> Normalized:
+    """torchvision's ResNet-50 trained on ImageNet-1k, wrapped in `Normalized` so that it takes
+    images in [0, 1] (1000 logits), in eval mode.
+
+    `weights`: "IMAGENET1K_V1" (76.1% top-1, the original recipe: the model the ImageNet-A
+    paper reports at a few percent accuracy), "IMAGENET1K_V2" (80.9%, torchvision's newer
+    recipe), a `torchvision.models.ResNet50_Weights` member, or None for random weights.
+    The file is read from the data directory (`<data dir>/weights/`, registry entries
+    "resnet50-imagenet1k-v1"/"-v2" in `course_utils.download`); a copy already in torch
+    hub's cache is reused; otherwise it is downloaded if `download`, verified against the
+    hash prefix in its file name.
+    """
+    from pathlib import Path
+
+    from torchvision.models import resnet50
+
+    from . import download as dl
+
+    if weights is None:
+        return Normalized(resnet50()).eval()
+    key = str(getattr(weights, "name", weights)).upper()
+    names = {"IMAGENET1K_V1": "resnet50-imagenet1k-v1", "IMAGENET1K_V2": "resnet50-imagenet1k-v2"}
+    if key not in names:
+        raise ValueError(f"weights must be 'IMAGENET1K_V1', 'IMAGENET1K_V2' or None, got {weights!r}")
+    asset = dl.get_asset(names[key])
+    path = asset.path
+    if not path.is_file():
+        hub_copy = Path(torch.hub.get_dir()) / "checkpoints" / asset.filename
+        if hub_copy.is_file():
+            path = hub_copy
+        elif download:
+            path = dl.fetch(asset.name, progress=progress)
+        else:
+            raise FileNotFoundError(
+                f"the ResNet-50 weights {key} are not in {path.parent}. Fix: run `course-lab fetch-data "
+                f"{asset.name}` on a machine with internet (and copy {dl.data_dir()} here), or download "
+                f"{asset.url} and save it as {path}."
+            )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: torch raises several kinds
+        raise RuntimeError(f"could not read the ResNet-50 weights {path} ({err}). Fix: delete the file and "
+                           f"run `course-lab fetch-data {asset.name}` again.") from err
+    with torch.device("meta"):  # skip the random initialization the weights overwrite
+        net = resnet50()
+    net.load_state_dict(state, assign=True)
+    return Normalized(net).eval()

@@ -33,6 +33,7 @@ class Profile:
     train_limit: int | None
     test_limit: int | None
     epochs: int
+    lr: float  # peak learning rate of the one-cycle schedule for supervised training
     batch_size: int
     eval_batch_size: int
     max_steps: int | None
@@ -58,12 +59,18 @@ class Profile:
 
 
 def _make(name: str, device: torch.device) -> Profile:
+    common = dict(image_size=32, eval_batch_size=512)
     if name == "quick":
-        return Profile("quick", "digits", 32, None, None, 6, 64, 512, None, device, "about 2 min on 2 CPU cores")
+        return Profile("quick", dataset="digits", train_limit=None, test_limit=None, epochs=10, lr=3e-3,
+                       batch_size=64, max_steps=None, device=device, seconds="about 2 min on 2 CPU cores", **common)
     if name == "grade":
-        return Profile("grade", "digits", 32, 64, 64, 1, 32, 64, 2, torch.device("cpu"), "a few seconds on a CPU")
+        return Profile("grade", dataset="digits", train_limit=64, test_limit=64, epochs=1, lr=3e-3,
+                       batch_size=32, max_steps=2, device=torch.device("cpu"), seconds="a few seconds on a CPU",
+                       **common)
     if name == "full":
-        return Profile("full", "cifar10", 32, None, None, 30, 256, 1024, None, device, "up to 15 min on a T4-class GPU")
+        return Profile("full", dataset="cifar10", train_limit=None, test_limit=None, epochs=15, lr=2e-3,
+                       batch_size=256, max_steps=None, device=device, seconds="up to 15 min on a T4-class GPU",
+                       **common)
     raise ValueError(f"unknown profile {name!r}: choose 'quick', 'full' or 'grade'")
 
 

@@ -1,0 +1,35 @@
+# The lab's commands. Each creates .venv and installs the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+# nbgrader shells out to alembic: the venv's bin/ must be on PATH, as in an activated venv.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test test-fast lab release clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## execute every solution notebook (quick profile) and print the summary
+	$(BIN)/course-lab run
+
+test: $(STAMP)  ## the whole test suite, notebooks included
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## unit tests only, without executing notebooks
+	$(BIN)/python -m pytest -m "not notebook"
+
+lab: $(STAMP)  ## open the student release in JupyterLab
+	@echo "Opening JupyterLab on labs/lab4 (the student notebooks). Stop it with Ctrl-C."
+	$(BIN)/jupyter lab --notebook-dir=labs/lab4
+
+release: $(STAMP)  ## regenerate labs/lab4 from solutions/lab4 with nbgrader
+	$(BIN)/course-lab release
+
+clean:
+	rm -rf build

@@ -1,0 +1,18 @@
+"""Shared test setup: every test runs offline-safe, with the profile and data dir under its control."""
+import os
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """No test sees the developer's LAB_PROFILE, nbgrader's flag, or their data directory."""
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path_factory.getbasetemp() / "course_data"))

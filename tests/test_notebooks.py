@@ -1,0 +1,116 @@
+"""The notebooks: they run on every profile, the release is generated from the solutions,
+and they follow nbgrader's rules (unique grade ids, no outputs, no stderr in graded cells)."""
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.notebooks import find_notebooks, generate_release, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions" / "lab4"
+RELEASE = ROOT / "labs" / "lab4"
+NOTEBOOKS = find_notebooks(SOLUTIONS)
+NAMES = [p.stem for p in NOTEBOOKS]
+
+# What the quick profile must show (the issues' "numbers the quick profile must show").
+QUICK_EXPECTATIONS = {
+    "00_getting_started": {"digits_test_accuracy": (0.95, 1.0), "digits-m_test_accuracy": (0.95, 1.0)},
+}
+
+
+def _run(profile, out_dir, env=None):
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return {r.name: r for r in run_notebooks(NOTEBOOKS, profile=profile, out_dir=out_dir)}
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    return _run("quick", tmp_path_factory.mktemp("quick"))
+
+
+@pytest.fixture(scope="session")
+def grade_runs(tmp_path_factory):
+    # as nbgrader runs them: NBGRADER_EXECUTION set, so the profile resolves to `grade`
+    return _run("quick", tmp_path_factory.mktemp("grade"), env={"NBGRADER_EXECUTION": "autograde"})
+
+
+def _grade_cells(nb):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_runs_on_the_quick_profile(quick_runs, name):
+    run = quick_runs[name]
+    assert run.status == "ok", run.error
+    assert Path(run.html).stat().st_size > 10_000
+    for key, (low, high) in QUICK_EXPECTATIONS.get(name, {}).items():
+        assert low <= run.results[key] <= high, f"{name}: {key} = {run.results[key]}, expected in [{low}, {high}]"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_runs_on_the_grade_profile_with_silent_graded_cells(grade_runs, name):
+    run = grade_runs[name]
+    assert run.status == "ok", run.error
+    nb = nbformat.read(run.executed, as_version=4)
+    assert "Profile 'grade'" in json.dumps(nb.cells[3].get("outputs", [])) or any(
+        "Profile 'grade'" in json.dumps(c.get("outputs", [])) for c in nb.cells)
+    for cell in _grade_cells(nb):
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        for output in cell.outputs:
+            assert output.output_type != "error", f"{name}/{grade_id} fails on the solution"
+            assert not (output.output_type == "stream" and output.name == "stderr"), \
+                f"{name}/{grade_id} writes to stderr, which nbgrader scores 0: {output.text[:300]}"
+
+
+def test_release_is_generated_from_the_solutions(tmp_path):
+    generate_release(ROOT, tmp_path)
+    fresh = sorted(p.name for p in (tmp_path / "lab4").glob("*.ipynb"))
+    assert fresh == sorted(p.name for p in RELEASE.glob("*.ipynb")), "run `course-lab release` and commit labs/"
+    for name in fresh:
+        want = nbformat.read(tmp_path / "lab4" / name, as_version=4)
+        have = nbformat.read(RELEASE / name, as_version=4)
+        assert [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in have.cells] == \
+               [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in want.cells], \
+               f"labs/lab4/{name} differs from the release of solutions/: run `course-lab release` and commit labs/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted(RELEASE.glob("*.ipynb")), ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_notebook_follows_the_house_rules(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    assert any("parameters" in c.metadata.get("tags", []) for c in code), "a papermill `parameters` cell is missing"
+    intro = nb.cells[0].source
+    assert "Learning goals" in intro and "Points" in intro and "quick" in intro and "full" in intro
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), f"duplicate grade_id in {path.name}: {sorted(i for i in ids if ids.count(i) > 1)}"
+
+
+def test_grade_ids_are_unique_across_the_lab():
+    ids = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        ids += [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_graded_exercise_has_a_solution_and_hidden_checks():
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        tests = _grade_cells(nb)
+        solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+        assert len(solutions) <= len(tests)
+        for cell in tests:
+            assert "### BEGIN HIDDEN TESTS" in cell.source, f"{path.name}: a graded test cell without hidden tests"
+            assert cell.metadata["nbgrader"]["points"] > 0
