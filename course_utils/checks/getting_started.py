@@ -1,41 +1,11 @@
-"""The substance of the notebooks' hidden tests.
-
-A hidden test cell only calls `check_<exercise>(student_function)`. nbgrader shows hidden
-test cells in the graded notebook and the feedback; keeping the expected values and the
-catalogue of typical mistakes here keeps them out of what students get back. Each check
-raises AssertionError with a message that says what was expected and what came back.
-"""
+"""Hidden checks of notebook 00 (getting started)."""
 from __future__ import annotations
 
-import contextlib
-import sys
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
-
-@contextlib.contextmanager
-def forbid_calls(*references: Callable, reason: str) -> Iterator[None]:
-    """Fail if any of `references` (Python functions) runs inside the block.
-
-    Watches for their code objects with a profile hook, so it catches every alias a
-    student might use (`from course_utils.metrics import accuracy as acc`, a wrapper, ...).
-    """
-    codes = {ref.__code__: f"{ref.__module__}.{ref.__qualname__}" for ref in references}
-    called: list[str] = []
-
-    def hook(frame, event, arg):
-        if event == "call" and frame.f_code in codes:
-            called.append(codes[frame.f_code])
-
-    previous = sys.getprofile()
-    sys.setprofile(hook)
-    try:
-        yield
-    finally:
-        sys.setprofile(previous)
-    if called:
-        raise AssertionError(f"your function calls {called[0]}; {reason}")
+from . import forbid_calls
 
 
 def _fraction_correct(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -44,7 +14,7 @@ def _fraction_correct(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def check_batch_accuracy(batch_accuracy: Callable) -> None:
     """Notebook 00: a float fraction, argmax over classes, inputs untouched, own code."""
-    from . import metrics
+    from .. import metrics
 
     g = torch.Generator().manual_seed(4)
     logits = torch.randn(50, 7, generator=g)
