@@ -21,8 +21,8 @@ run: $(STAMP)  ## execute every solution notebook (quick profile) and print the 
 test: $(STAMP)  ## the whole test suite, notebooks included
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## unit tests only, without executing notebooks
-	$(BIN)/python -m pytest -m "not notebook"
+test-fast: $(STAMP)  ## unit tests only: no notebook execution, no autograding
+	$(BIN)/python -m pytest -m "not notebook and not grading"
 
 lab: $(STAMP)  ## open the student release in JupyterLab
 	@echo "Opening JupyterLab on labs/lab4 (the student notebooks). Stop it with Ctrl-C."

@@ -42,6 +42,15 @@ def _cmd_fetch_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_autograde(args: argparse.Namespace) -> int:
+    from .grading.autograde import autograde
+
+    results = autograde(args.submissions, args.out, course_root=args.course_root, workers=args.workers,
+                        timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern)
+    print(f"Graded {len(results)} students: {args.out}/grades.csv, {args.out}/report.txt, {args.out}/feedback/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course-lab", description="Lab 4: adversarial examples and self-supervision.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--keep-archives", action="store_true", help="keep the .tar files after extracting them")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     fetch.set_defaults(func=_cmd_fetch_data)
+
+    grade = sub.add_parser(
+        "autograde", help="autograde a folder of submissions with nbgrader: grades.csv, feedback, report",
+        description="Autograde every submission with nbgrader on the grade profile, each student in a course "
+                    "folder and gradebook of their own, N at a time. SUBMISSIONS holds either nbgrader's layout "
+                    "(<student_id>/lab4/*.ipynb) or zip files as an LMS exports them; a zip's student id is its "
+                    "file name up to the first '_', '-' or '.' (jdoe_lab4.zip -> jdoe) unless --id-pattern says "
+                    "otherwise. Writes OUT/grades.csv, OUT/feedback/<student_id>/*.html and OUT/report.txt; "
+                    "run again, only changed submissions are graded again.")
+    grade.add_argument("submissions", metavar="SUBMISSIONS", help="folder of student folders or zip files")
+    grade.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="students graded at once (default: the number of CPU cores)")
+    grade.add_argument("--timeout", type=int, default=60, metavar="SECONDS",
+                       help="time limit of one notebook cell (default: 60)")
+    grade.add_argument("--memory-limit", type=float, default=6.0, metavar="GB",
+                       help="address-space limit of a student's kernel (default: 6)")
+    grade.add_argument("--id-pattern", metavar="REGEX",
+                       help="regular expression with a group named 'student' applied to zip file names")
+    grade.add_argument("--course-root", default=".", help="folder holding nbgrader_config.py and solutions/ (default: .)")
+    grade.set_defaults(func=_cmd_autograde)
     return parser
 
 

@@ -1,0 +1,197 @@
+"""What students hand in, made gradable.
+
+Two layouts are read: nbgrader's (`<student_id>/lab4/*.ipynb`, or `<student_id>/*.ipynb`)
+and a folder of zip files as a learning-management system exports them. A zip's student id
+is taken from its file name by `DEFAULT_ID_PATTERN`: everything before the first `_`, `-`
+or `.`, so `jdoe.zip`, `jdoe_lab4.zip` and Canvas's `doejohn_12345_67890_lab4.zip` give
+`jdoe`, `jdoe` and `doejohn`. Pass another regular expression with a `student` group
+for other exports.
+
+Each submission is normalised before nbgrader sees it: notebooks are matched to the
+release's file names (a renamed copy such as `02_synthetic (1).ipynb` is recognised by its
+number), outputs are dropped (nbgrader executes afresh), and deleted test cells are put back
+(nbgrader restores *edited* test cells from the gradebook, but not deleted ones). Each such
+step is recorded as a problem for the TA's report.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import re
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+DEFAULT_ID_PATTERN = r"^(?P<student>[^_.\-]+)"
+MAX_NOTEBOOK_BYTES = 50 * 2**20  # larger files in a zip are refused (zip bombs, datasets)
+SKIP_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
+
+
+@dataclasses.dataclass
+class Submission:
+    """One student's notebooks (expected file name -> notebook JSON text) and what was off."""
+
+    student_id: str
+    notebooks: dict[str, str]
+    problems: list[str]
+
+    @property
+    def digest(self) -> str:
+        """A hash of what will be graded: unchanged submissions are not graded again."""
+        h = hashlib.sha256()
+        for name in sorted(self.notebooks):
+            h.update(name.encode() + b"\0" + self.notebooks[name].encode() + b"\0")
+        return h.hexdigest()
+
+
+def student_id_from_filename(filename: str, pattern: str = DEFAULT_ID_PATTERN) -> str:
+    match = re.search(pattern, Path(filename).name)
+    if not match or not match.groupdict().get("student"):
+        raise ValueError(f"cannot read a student id from {filename!r} with pattern {pattern!r} "
+                         "(it needs a named group 'student')")
+    return match.group("student")
+
+
+def _wanted(path: str) -> bool:
+    parts = Path(path).parts
+    return path.endswith(".ipynb") and not any(p in SKIP_PARTS or p.startswith(".") for p in parts)
+
+
+def _read_zip(path: Path) -> tuple[dict[str, bytes], list[str]]:
+    files, problems = {}, []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or not _wanted(info.filename):
+                    continue
+                if info.file_size > MAX_NOTEBOOK_BYTES:
+                    problems.append(f"{info.filename}: {info.file_size / 2**20:.0f} MB, over the "
+                                    f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MB limit; not graded")
+                    continue
+                # read members by name, never extract: no path in the archive reaches the disk
+                files[Path(info.filename).name] = zf.read(info)
+    except (zipfile.BadZipFile, OSError) as err:
+        problems.append(f"{path.name} is not a readable zip file ({err})")
+    return files, problems
+
+
+def _read_folder(folder: Path, assignment: str) -> dict[str, bytes]:
+    root = folder / assignment if (folder / assignment).is_dir() else folder
+    files = {}
+    for p in sorted(root.rglob("*.ipynb")):
+        if _wanted(str(p.relative_to(root))) and p.stat().st_size <= MAX_NOTEBOOK_BYTES:
+            files[p.name] = p.read_bytes()
+    return files
+
+
+def _number(name: str) -> str | None:
+    m = re.match(r"\s*(\d{2})", name)
+    return m.group(1) if m else None
+
+
+def match_names(found: dict[str, bytes], expected: list[str]) -> tuple[dict[str, bytes], list[str]]:
+    """Map found files to expected names: exact names first, then a unique file with the
+    same two-digit number (`04_rotation (1).ipynb` -> `04_rotation.ipynb`)."""
+    matched, problems = {}, []
+    left = dict(found)
+    for name in expected:
+        if name in left:
+            matched[name] = left.pop(name)
+    for name in expected:
+        if name in matched:
+            continue
+        candidates = [f for f in left if _number(f) == _number(name)]
+        if len(candidates) == 1:
+            matched[name] = left.pop(candidates[0])
+            problems.append(f"{candidates[0]} was graded as {name} (misnamed file)")
+        elif len(candidates) > 1:
+            problems.append(f"{name} is missing, and {', '.join(sorted(candidates))} could each be it; none graded")
+        else:
+            problems.append(f"{name} is missing")
+    for extra in sorted(left):
+        problems.append(f"{extra} is not part of the lab; ignored")
+    return matched, problems
+
+
+def _grade_cells(nb) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+
+
+def prepare_notebook(raw: bytes, release_nb, name: str) -> tuple[str | None, list[str]]:
+    """The notebook to grade as JSON text (None if unreadable), and the problems found.
+
+    Drops outputs; restores deleted test cells from the release at their original place;
+    notes edited test cells (nbgrader itself replaces them by the gradebook's version).
+    """
+    problems = []
+    try:
+        nb = nbformat.reads(raw.decode("utf-8", errors="replace"), as_version=4)
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("no cell list")
+    except Exception as err:  # nbformat raises several types for broken JSON and schemas
+        return None, [f"{name} is not a valid notebook ({type(err).__name__}: {str(err)[:120]}); scored 0"]
+    output_bytes = sum(len(str(c.get("outputs", ""))) for c in nb.cells if c.get("cell_type") == "code")
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    if output_bytes > 2**20:
+        problems.append(f"{name}: {output_bytes / 2**20:.0f} MB of saved outputs dropped before grading")
+    release_cells = [c for c in release_nb.cells if "nbgrader" in c.metadata]
+    present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)
+               if "nbgrader" in c.metadata}
+    for k, cell in enumerate(release_cells):
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        if not (cell.metadata["nbgrader"].get("grade") and cell.cell_type == "code"):
+            continue
+        if grade_id in present:
+            if nb.cells[present[grade_id]].source.strip() != cell.source.strip():
+                problems.append(f"{name}: test cell {grade_id} was edited; graded with the original")
+            continue
+        # insert after the nearest earlier nbgrader cell that is still there
+        anchor = next((present[c.metadata["nbgrader"]["grade_id"]] for c in reversed(release_cells[:k])
+                       if c.metadata["nbgrader"]["grade_id"] in present), -1)
+        nb.cells.insert(anchor + 1, copy.deepcopy(cell))
+        present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)
+                   if "nbgrader" in c.metadata}
+        problems.append(f"{name}: test cell {grade_id} was deleted; restored and graded")
+    for cell in nb.cells:
+        cell.pop("id", None)
+    nb.nbformat_minor = 4  # cell ids dropped, so no duplicate or malformed ids reach nbgrader
+    return nbformat.writes(nb), problems
+
+
+def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: str = "lab4",
+                     id_pattern: str = DEFAULT_ID_PATTERN) -> list[Submission]:
+    """Every student's submission under `path` (zip files, or one folder per student)."""
+    path, release_dir = Path(path), Path(release_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no submissions folder {path}")
+    releases = {p.name: nbformat.read(p, as_version=4) for p in sorted(release_dir.glob("*.ipynb"))}
+    expected = list(releases)
+    raw: dict[str, tuple[dict[str, bytes], list[str]]] = {}
+    zips = sorted(path.glob("*.zip"))
+    if zips:
+        for z in zips:
+            sid = student_id_from_filename(z.name, id_pattern)
+            files, problems = _read_zip(z)
+            if sid in raw:
+                raise ValueError(f"two zip files give student id {sid!r} (the second is {z.name}); "
+                                 "rename one or pass --id-pattern")
+            raw[sid] = (files, problems)
+    else:
+        for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            raw[folder.name] = (_read_folder(folder, assignment), [])
+    submissions = []
+    for sid, (files, problems) in raw.items():
+        matched, name_problems = match_names(files, expected)
+        notebooks = {}
+        problems = problems + name_problems
+        for name, data in matched.items():
+            text, found = prepare_notebook(data, releases[name], name)
+            problems += found
+            if text is not None:
+                notebooks[name] = text
+        submissions.append(Submission(sid, notebooks, problems))
+    return submissions
