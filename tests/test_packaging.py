@@ -44,3 +44,12 @@ def test_importing_the_package_is_cheap_and_downloads_nothing():
     code = "import sys, course_utils; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_wheel_for_students_leaves_out_the_hidden_checks():
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(where=str(ROOT), include=config["include"], exclude=config["exclude"])
+    assert "course_utils" in packages and "course_utils.grading" in packages
+    assert not any(p.startswith("course_utils.checks") for p in packages)
