@@ -47,15 +47,18 @@ class Profile:
         return by_profile[self.name]
 
     def banner(self) -> str:
-        limits = f"train {self.train_limit or 'all'} / test {self.test_limit or 'all'} images"
-        return (
-            f"Profile '{self.name}': {self.dataset} at {self.image_size}px, {limits}, "
-            f"{self.epochs} epoch(s), batch {self.batch_size}, on {self.device.type} "
-            f"(expected {self.seconds} per notebook)"
-        )
+        return (f"Profile '{self.name}' on {self.device.type}: {_DATA[self.name]}; training {self.epochs} epoch(s) "
+                f"at batch {self.batch_size}; expected {self.seconds} per notebook")
 
     def _repr_html_(self) -> str:  # the banner a notebook shows as its cell output
         return f"<div style='padding:4px;border-left:4px solid #2a7ae2'><b>{self.banner()}</b></div>"
+
+
+_DATA = {
+    "quick": "offline data that ships with the installed packages (digits, Digits-M, an ImageNet-A-layout fixture)",
+    "grade": "a few dozen images and two training steps (what the autograder runs)",
+    "full": "the real data sets (CIFAR-10, ImageNet-A) and pretrained weights",
+}
 
 
 def _make(name: str, device: torch.device) -> Profile:
