@@ -75,6 +75,42 @@ def _batch_size(x: Any) -> int:
     return len(x[0]) if isinstance(x, (tuple, list)) else len(x)
 
 
+def _forward(model: nn.Module, batch: Any, device: torch.device, batch_transform: BatchTransform | None,
+             loss_fn: LossFn, amp: bool) -> tuple[Any, Any, Any, torch.Tensor]:
+    """One batch through the model: to the device, the optional transform, outputs and loss."""
+    x, y = _split_batch(to_device(batch, device))
+    inputs, targets = batch_transform(x, y) if batch_transform is not None else (x, y)
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        outputs = model(inputs)
+        loss = loss_fn(outputs, targets)
+    return inputs, targets, outputs, loss
+
+
+class _Meter:
+    """Running mean loss and accuracy, kept on the device so that no step waits for a sync."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen, self.classified = 0, True
+
+    def add(self, inputs: Any, targets: Any, outputs: Any, loss: torch.Tensor) -> None:
+        n = _batch_size(inputs)
+        self.loss += loss.detach().float() * n
+        correct = _num_correct(outputs, targets)
+        if correct is None:
+            self.classified = False
+        else:
+            self.correct += correct
+        self.seen += n
+
+    def mean_loss(self) -> float:
+        return self.loss.item() / self.seen
+
+    def accuracy(self) -> float:
+        return self.correct.item() / self.seen if self.classified else float("nan")
+
+
 def fit(model: nn.Module, loader, *, epochs: int, lr: float = 1e-3, weight_decay: float = 0.0,
         optimizer: torch.optim.Optimizer | None = None, schedule: str | None = "onecycle",
         loss_fn: LossFn | None = None, batch_transform: BatchTransform | None = None, val_loader=None,
@@ -111,39 +147,26 @@ def fit(model: nn.Module, loader, *, epochs: int, lr: float = 1e-3, weight_decay
     for epoch in range(1, epochs + 1):
         model.train()
         start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct_sum = torch.zeros((), device=device, dtype=torch.long)
-        seen, classified, step_losses = 0, True, []
+        meter, step_losses = _Meter(device), []
         for batch in loader:
             if step >= total:
                 break
-            x, y = _split_batch(to_device(batch, device))
-            inputs, targets = batch_transform(x, y) if batch_transform is not None else (x, y)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                outputs = model(inputs)
-                loss = loss_fn(outputs, targets)
+            inputs, targets, outputs, loss = _forward(model, batch, device, batch_transform, loss_fn, amp)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             if scheduler is not None:
                 scheduler.step()
-            n = _batch_size(inputs)
-            loss_sum += loss.detach().float() * n
+            meter.add(inputs, targets, outputs, loss)
             step_losses.append(loss.detach().float())
-            correct = _num_correct(outputs, targets)
-            if correct is None:
-                classified = False
-            else:
-                correct_sum += correct
-            seen += n
             step += 1
             bar.update(1)
-        if seen == 0:
+        if meter.seen == 0:
             break
         history.epoch.append(epoch)
-        history.train_loss.append(loss_sum.item() / seen)
-        history.train_accuracy.append(correct_sum.item() / seen if classified else float("nan"))
+        history.train_loss.append(meter.mean_loss())
+        history.train_accuracy.append(meter.accuracy())
         history.step_loss.extend(torch.stack(step_losses).tolist())
         history.lr.append(optimizer.param_groups[0]["lr"])
         if val_loader is not None:
@@ -171,31 +194,16 @@ def evaluate(model: nn.Module, loader, *, loss_fn: LossFn | None = None, batch_t
     loss_fn = loss_fn or F.cross_entropy
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct_sum = torch.zeros((), device=device, dtype=torch.long)
-    seen, classified = 0, True
+    meter = _Meter(device)
     try:
         with torch.no_grad():
             for batch in loader:
-                x, y = _split_batch(to_device(batch, device))
-                inputs, targets = batch_transform(x, y) if batch_transform is not None else (x, y)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    outputs = model(inputs)
-                    loss = loss_fn(outputs, targets)
-                n = _batch_size(inputs)
-                loss_sum += loss.float() * n
-                correct = _num_correct(outputs, targets)
-                if correct is None:
-                    classified = False
-                else:
-                    correct_sum += correct
-                seen += n
+                meter.add(*_forward(model, batch, device, batch_transform, loss_fn, amp))
     finally:
         model.train(was_training)
-    if seen == 0:
+    if meter.seen == 0:
         raise ValueError("evaluate() got an empty loader")
-    return {"loss": loss_sum.item() / seen, "accuracy": correct_sum.item() / seen if classified else float("nan"),
-            "n": seen}
+    return {"loss": meter.mean_loss(), "accuracy": meter.accuracy(), "n": meter.seen}
 
 
 def extract_features(encoder: nn.Module, loader, *, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

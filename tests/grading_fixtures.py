@@ -61,3 +61,29 @@ def solved(name: str) -> dict:
 
 def release_names() -> list[str]:
     return sorted(p.name for p in RELEASE.glob("*.ipynb"))
+
+
+# One typical wrong answer per graded function (the mistakes the notebook issues name):
+# (notebook, answer cell grade_id, wrong source). The test cell is "<grade_id>_tests".
+WRONG_ANSWERS = [
+    ("00_getting_started.ipynb", "batch_accuracy",
+     "def batch_accuracy(logits, labels):\n    return float((logits.argmax(1) == labels).sum())\n"),
+    ("01_natural_adversarial_examples.ipynb", "subset_predictions",  # a 1000-way argmax
+     "def subset_predictions(logits_1k, indices_in_1k):\n    return logits_1k.argmax(dim=1)\n"),
+    ("01_natural_adversarial_examples.ipynb", "rms_calibration_error",  # bins not weighted by size
+     "import math\n"
+     "def rms_calibration_error(confidence, correct, bin_size=100):\n"
+     "    order = torch.argsort(confidence)\n"
+     "    conf, right = confidence[order].double(), correct[order].double()\n"
+     "    n_bins = max(1, len(conf) // bin_size)\n"
+     "    gaps = []\n"
+     "    for b in range(n_bins):\n"
+     "        stop = len(conf) if b == n_bins - 1 else (b + 1) * bin_size\n"
+     "        gaps.append((conf[b * bin_size:stop].mean() - right[b * bin_size:stop].mean()).item() ** 2)\n"
+     "    return math.sqrt(sum(gaps) / len(gaps))\n"),
+]
+
+
+def with_wrong_answer(notebook: str, grade_id: str, source: str) -> dict:
+    """The solved notebook with one answer replaced by a typical mistake."""
+    return replace_solution(solved(notebook), grade_id, source)

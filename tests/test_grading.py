@@ -14,7 +14,8 @@ import pytest
 from course_utils.grading import submissions as subs_mod
 from course_utils.grading.autograde import StudentResult, autograde, write_grades, write_report
 from course_utils.grading.submissions import match_names, prepare_notebook, read_submissions, student_id_from_filename
-from grading_fixtures import RELEASE, ROOT, load, release_names, replace_solution, solved, write_student, write_zip
+from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, load, release_names, replace_solution, solved,
+                              with_wrong_answer, write_student, write_zip)
 
 NB00 = "00_getting_started.ipynb"
 GOOD = "def batch_accuracy(logits, labels):\n    return (logits.argmax(1) == labels).float().mean().item()\n"
@@ -166,6 +167,8 @@ def graded(tmp_path_factory):
     write_student(folder, "blank", {name: load(RELEASE / name) for name in release_names()})
     for student, notebooks in _bad_submissions().items():
         write_student(folder, student, notebooks)
+    for notebook, grade_id, source in WRONG_ANSWERS:
+        write_student(folder, f"wrong-{grade_id}", {notebook: with_wrong_answer(notebook, grade_id, source)})
     (folder / "missing_all" / "lab4").mkdir(parents=True)
     out = tmp_path_factory.mktemp("graded")
     results = autograde(folder, out, course_root=ROOT, workers=2, timeout=30, progress=False)
@@ -209,6 +212,19 @@ def test_bad_submissions_cost_only_their_own_points(graded, student, points, pro
         assert any(problem in p for p in result.problems), result.problems
     report = (out / "report.txt").read_text()
     assert f"{student}: " in report
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("notebook, grade_id", [(n, g) for n, g, _ in WRONG_ANSWERS])
+def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, notebook, grade_id):
+    _, out, results = graded
+    result = results[f"wrong-{grade_id}"]
+    stem = Path(notebook).stem
+    maxima = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    solution = results["solution"].scores[stem]
+    assert list(result.lost) == [f"{stem}/{grade_id}_tests"], result
+    assert result.scores[stem] == solution - result.lost[f"{stem}/{grade_id}_tests"] < solution
+    assert maxima[f"wrong-{grade_id}"][stem] == f"{result.scores[stem]:g}"
 
 
 @pytest.mark.grading
