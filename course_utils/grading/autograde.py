@@ -138,7 +138,8 @@ def _diagnose(autograded: Path, stem: str) -> list[str]:
     return problems
 
 
-def _read_scores(course: Path, sid: str) -> tuple[dict[str, float], dict[str, float]]:
+def _read_scores(course: Path, sid: str, stems: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Autograded points per notebook, and the points each test cell of a submitted notebook lost."""
     from nbgrader.api import Gradebook, MissingEntry
 
     scores, lost = {}, {}
@@ -149,6 +150,8 @@ def _read_scores(course: Path, sid: str) -> tuple[dict[str, float], dict[str, fl
             return scores, lost
         for nb in submission.notebooks:
             scores[nb.name] = float(nb.code_score)
+            if nb.name not in stems:  # missing notebooks are reported as missing, not cell by cell
+                continue
             for grade in nb.grades:
                 if grade.max_score and grade.auto_score is not None and grade.auto_score < grade.max_score:
                     lost[f"{nb.name}/{grade.name}"] = float(grade.max_score - grade.auto_score)
@@ -198,7 +201,7 @@ def grade_student(job: GradingJob) -> StudentResult:
             autograded.mkdir(parents=True, exist_ok=True)
             for f in kept.glob("*.ipynb"):
                 shutil.copy(f, autograded / f.name)
-    scores, lost = _read_scores(course, sid)
+    scores, lost = _read_scores(course, sid, stems)
     target = Path(job.feedback_dir) / sid  # made even when empty: it marks the student as graded
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
