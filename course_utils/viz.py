@@ -55,3 +55,86 @@ def plot_history(history, axes=None):
     fig = axes[0].figure
     fig.tight_layout()
     return fig
+
+
+# --- Adversarial examples (notebooks 02 and 03) ---------------------------------------------
+
+
+def _prediction_title(probs: torch.Tensor, classes: Sequence[str], prefix: str = "") -> str:
+    probs = probs.detach().float().cpu()
+    k = int(probs.argmax())
+    return f"{prefix}{classes[k]!s} ({100 * float(probs[k]):.1f}%)"
+
+
+def show_adversarial_example(x: torch.Tensor, x_adv: torch.Tensor, clean_probs: torch.Tensor,
+                             adv_probs: torch.Tensor, classes: Sequence[str], *, label: int | None = None,
+                             eps: float | None = None, axes=None):
+    """The lecture's first adversarial example, for one image: the original with its prediction
+    and confidence, the perturbation (amplified so that it fills the display range: grey is 0),
+    and the adversarial image with its prediction and confidence. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    x, x_adv = x.detach().float().cpu(), x_adv.detach().float().cpu()
+    delta = x_adv - x
+    size = float(delta.abs().max())
+    scale = 0.5 / size if size > 0 else 1.0
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    axes = list(axes)
+    panels = [
+        (x, ("label " + str(classes[label]) + "\n" if label is not None else "") +
+         _prediction_title(clean_probs, classes, "prediction: ")),
+        (0.5 + scale * delta, f"perturbation (x{scale * 2:.0f})" + (f"\neps = {eps:.3g}" if eps is not None else "")),
+        (x_adv, "adversarial\n" + _prediction_title(adv_probs, classes, "prediction: ")),
+    ]
+    for ax, (img, title) in zip(axes, panels):
+        img = img.clamp(0, 1).permute(1, 2, 0).numpy()
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig = axes[0].figure
+    fig.tight_layout()
+    for left, right, sign in ((axes[0], axes[1], "+"), (axes[1], axes[2], "=")):
+        a, b = left.get_position(), right.get_position()  # the gap between two panels, in figure coordinates
+        fig.text((a.x1 + b.x0) / 2, (a.y0 + a.y1) / 2, sign, fontsize=16, ha="center", va="center")
+    return fig
+
+
+def plot_accuracy_vs_eps(curves: dict, *, ax=None, title: str | None = None, chance: float | None = None):
+    """Accuracy against the attack radius eps, one line per entry of `curves` ({name: {eps: accuracy}},
+    e.g. the output of `course_utils.attacks.accuracy_vs_eps`). Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for name, curve in curves.items():
+        eps = sorted(curve)
+        ax.plot(eps, [curve[e] for e in eps], marker="o", label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="eps (L-inf radius)", ylabel="accuracy", ylim=(0, 1.02), title=title or "accuracy under attack")
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_accuracy_bars(table: dict, *, ax=None, title: str | None = None):
+    """Grouped bars: one group per model, one bar per evaluation ({model: {evaluation: accuracy}},
+    e.g. {"standard": {"clean": 0.99, "FGSM": 0.2, "PGD": 0.0}, ...}). Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    models = list(table)
+    kinds = list(dict.fromkeys(k for row in table.values() for k in row))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.9 * len(models) + 2, 3.2))
+    width = 0.8 / max(1, len(kinds))
+    for j, kind in enumerate(kinds):
+        xs = [i + (j - (len(kinds) - 1) / 2) * width for i in range(len(models))]
+        values = [table[m].get(kind, float("nan")) for m in models]
+        bars = ax.bar(xs, values, width, label=kind)
+        ax.bar_label(bars, labels=[f"{100 * v:.0f}" if v == v else "" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(models)), models)
+    ax.set(ylabel="accuracy", ylim=(0, 1.3), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], title=title or "accuracy of each model")
+    ax.legend(ncols=len(kinds), fontsize=8, loc="upper center")
+    ax.figure.tight_layout()
+    return ax

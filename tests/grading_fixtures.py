@@ -81,6 +81,58 @@ WRONG_ANSWERS = [
      "        stop = len(conf) if b == n_bins - 1 else (b + 1) * bin_size\n"
      "        gaps.append((conf[b * bin_size:stop].mean() - right[b * bin_size:stop].mean()).item() ** 2)\n"
      "    return math.sqrt(sum(gaps) / len(gaps))\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "fgsm_attack",  # wrong gradient sign
+     "def fgsm_attack(model, x, y, eps):\n"
+     "    x_adv = x.clone().detach().requires_grad_(True)\n"
+     "    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)\n"
+     "    return (x_adv - eps * grad.sign()).clamp(0, 1).detach()\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "pgd_attack",  # projection around the previous iterate
+     "def pgd_attack(model, x, y, eps, alpha, steps, random_start=True):\n"
+     "    x_adv = x.clone().detach()\n"
+     "    if random_start:\n"
+     "        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)\n"
+     "    for _ in range(steps):\n"
+     "        prev = x_adv.detach()\n"
+     "        x_adv = prev.clone().requires_grad_(True)\n"
+     "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)\n"
+     "        x_adv = torch.clamp(prev + alpha * grad.sign(), prev - eps, prev + eps).clamp(0, 1)\n"
+     "    return x_adv.detach()\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "targeted_pgd_attack",  # ascends the target's loss
+     "def targeted_pgd_attack(model, x, target, eps, alpha, steps):\n"
+     "    x0 = x.detach()\n"
+     "    x_adv = x0.clone()\n"
+     "    for _ in range(steps):\n"
+     "        x_adv.requires_grad_(True)\n"
+     "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
+     "        x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), x0 - eps, x0 + eps).clamp(0, 1)\n"
+     "    return x_adv.detach()\n"),
+    ("03_robustness_and_defences.ipynb", "adversarial_training_step",  # trains on the clean images
+     "def adversarial_training_step(model, optimizer, x, y, eps, alpha):\n"
+     "    model.train()\n"
+     "    loss = F.cross_entropy(model(x), y)\n"
+     "    optimizer.zero_grad()\n"
+     "    loss.backward()\n"
+     "    optimizer.step()\n"
+     "    return loss.item()\n"),
+    ("04_rotation.ipynb", "rotate_batch",  # labels not aligned with the rotated blocks
+     "def rotate_batch(x):\n"
+     "    x_rot = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])\n"
+     "    return x_rot, torch.arange(4, device=x.device).repeat(len(x))\n"),
+    ("05_patch_localization.ipynb", "patch_pair",  # rows and columns swapped
+     "def patch_pair(image, label, patch_size, gap, jitter=0, generator=None):\n"
+     "    _, height, width = image.shape\n"
+     "    top, left = (height - patch_size) // 2, (width - patch_size) // 2\n"
+     "    dc, dr = NEIGHBOR_OFFSETS[label]\n"
+     "    stride = patch_size + gap\n"
+     "    center = image[:, top:top + patch_size, left:left + patch_size]\n"
+     "    r, c = top + dr * stride, left + dc * stride\n"
+     "    return center, image[:, r:r + patch_size, c:c + patch_size]\n"),
+    ("06_simclr.ipynb", "nt_xent_loss",  # self-similarity not masked
+     "def nt_xent_loss(z1, z2, temperature):\n"
+     "    n = len(z1)\n"
+     "    z = F.normalize(torch.cat([z1, z2]), dim=1)\n"
+     "    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)\n"
+     "    return F.cross_entropy(z @ z.T / temperature, positives)\n"),
 ]
 
 

@@ -21,6 +21,17 @@ QUICK_EXPECTATIONS = {
     # random weights in the quick profile: the numbers show the pipeline runs, not ResNet-50
     "01_natural_adversarial_examples": {"n_images": (80, 80), "top1": (0.0, 1.0), "top5": (0.0, 1.0),
                                         "calibration_error": (0.0, 1.0), "aurra": (0.0, 1.0)},
+    # the lecture's claims on plain digits: accurate, yet brittle under PGD
+    "02_synthetic_adversarial_examples": {"clean_accuracy": (0.95, 1.0), "pgd_accuracy": (0.0, 0.10)},
+    # adversarial training buys robustness at little clean cost; FGSM training at a large eps
+    # overfits catastrophically (robust to FGSM, not to PGD)
+    "03_robustness_and_defences": {"standard_clean_accuracy": (0.95, 1.0), "standard_pgd_accuracy": (0.0, 0.10),
+                                   "adversarial_pgd_accuracy": (0.50, 1.0), "adversarial_clean_accuracy": (0.85, 1.0),
+                                   "overfit_pgd_accuracy": (0.0, 0.10)},
+    # each pretext task's probe beats random init by more than the spread over label draws and seeds
+    "04_rotation": {"rotation_probe_margin": (0.0, 1.0)},
+    "05_patch_localization": {"patch_probe_margin": (0.0, 1.0)},
+    "06_simclr": {"simclr_probe_margin": (0.0, 1.0)},
 }
 
 

@@ -1,0 +1,328 @@
+"""Hidden checks of notebook 02 (synthetic adversarial examples): FGSM, PGD, targeted PGD.
+
+Each check runs the student's attack on a small fixed network and batch, built so that the
+usual mistakes give a different answer: the network has BatchNorm with non-trivial running
+statistics (an attack run in train mode takes a different gradient), smooth activations and
+average pooling (every pixel has a non-zero gradient, so every pixel moves), and the images
+have pixels at exactly 0 and 1 (an attack that does not clamp leaves [0, 1]). The expected
+images come from a reference written here, independently of `course_utils.attacks`, which
+the student's function may not call. When the answer is wrong, the check names the mistake
+it matches (wrong gradient sign, no projection, ...).
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+import warnings
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import forbid_calls
+
+NUM_CLASSES = 5
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def check_model(seed: int = 0) -> nn.Module:
+    """A small CNN on 3x8x8 images, in eval mode, whose BatchNorm running statistics differ from
+    any batch's (so train mode and eval mode give different gradients)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(6 * 4 * 4, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES),
+        )
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.copy_(0.3 * torch.randn(6, generator=g))
+        bn.running_var.copy_(0.3 + torch.rand(6, generator=g))
+        bn.weight.copy_(1 + 0.5 * torch.rand(6, generator=g))
+        bn.bias.copy_(0.2 * torch.randn(6, generator=g))
+    return model.eval()
+
+
+def check_batch(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images 3x8x8 in [0, 1], about a quarter of the pixels exactly 0 and a sixth exactly 1
+    (like a digit's background and strokes), and labels in 0..NUM_CLASSES-1."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 8, 8, generator=g)
+    u = torch.rand(n, 3, 8, 8, generator=g)
+    x[u < 0.25] = 0.0
+    x[u > 5 / 6] = 1.0
+    y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    return x, y
+
+
+def _forbidden() -> list[Callable]:
+    """The library's attacks and their internals (and torchattacks' if the student imported it)."""
+    from .. import attacks
+
+    refs = [attacks.fgsm, attacks.pgd, attacks._pgd, attacks._loss_gradient, attacks._LinfBall.direction,
+            attacks._LinfBall.project, attacks._LinfBall.sample, attacks.AdversarialTransform.__call__]
+    if "torchattacks" in sys.modules:  # never imported here: importing it can warn (stderr scores 0)
+        ta = sys.modules["torchattacks"]
+        for cls in ("FGSM", "PGD", "PGDL2", "FFGSM", "BIM"):
+            forward = getattr(getattr(ta, cls, None), "forward", None)
+            if hasattr(forward, "__code__"):
+                refs.append(forward)
+    return refs
+
+
+REASON = ("write the attack yourself with torch.autograd.grad; course_utils.attacks (and torchattacks) "
+          "are the reference your function is compared with, not part of the answer")
+
+
+def _call(function: Callable, *args, what: str, **kwargs):
+    """`function(*args, **kwargs)` with warnings silenced (nbgrader scores a cell that writes to
+    stderr 0) and library attacks forbidden; an exception becomes an AssertionError."""
+    name = getattr(function, "__name__", "your function")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with forbid_calls(*_forbidden(), reason=REASON):
+                return function(*args, **kwargs)
+        except AssertionError:
+            raise
+        except Exception as err:
+            raise AssertionError(f"{name} raised {type(err).__name__} on {what}: {err}") from err
+
+
+# --------------------------------------------------------------------------- references
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, train_mode: bool = False) -> torch.Tensor:
+    """d CE(model(x), y) / dx, in eval mode (or train mode, to recognise that mistake), without
+    touching the parameters' .grad or the model's mode and BatchNorm statistics."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(train_mode)
+    try:
+        x = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+    finally:
+        for m, training in modes:
+            m.training = training
+        model.load_state_dict(state)
+    return grad
+
+
+def reference_pgd(model, x, y, eps, alpha, steps, *, start=None, sign=1.0, project="each", clamp=True,
+                  train_mode=False, use_sign=True) -> torch.Tensor:
+    """L-inf PGD from `start` (default x), written out; the keyword arguments produce the usual
+    mistakes: sign=-1 (descend instead of ascend; for a targeted attack, the right sign),
+    project="each" | "end" | "none" | "previous", clamp=False, train_mode=True, use_sign=False."""
+    x = x.detach()
+    x_adv = (x if start is None else start).detach().clone()
+    for _ in range(steps):
+        grad = _input_gradient(model, x_adv, y, train_mode=train_mode)
+        previous = x_adv
+        x_adv = x_adv + sign * alpha * (grad.sign() if use_sign else grad)
+        if project == "each":
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps)
+        elif project == "previous":
+            x_adv = torch.min(torch.max(x_adv, previous - eps), previous + eps)
+        if clamp:
+            x_adv = x_adv.clamp(0, 1)
+    if project == "end":
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, *, atol: float = 1e-5, fraction: float = 0.005) -> bool:
+    """Equal up to float rounding: at most `fraction` of the entries differ by more than `atol`
+    (a rounding difference can flip the sign of a near-zero gradient entry in a later step)."""
+    if a.shape != b.shape:
+        return False
+    return float(((a - b).abs() > atol).float().mean()) <= fraction
+
+
+# --------------------------------------------------------------------------- shared contract
+
+def _grad_sentinels(model: nn.Module) -> list[torch.Tensor]:
+    """Give every parameter a known .grad (as if left over from a training step)."""
+    g = torch.Generator().manual_seed(123)
+    sentinels = []
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+        sentinels.append(p.grad.clone())
+    return sentinels
+
+
+def _check_contract(name: str, result, model: nn.Module, x: torch.Tensor, x_before: torch.Tensor,
+                    sentinels: list[torch.Tensor], eps: float, what: str) -> torch.Tensor:
+    assert isinstance(result, torch.Tensor), f"{name} should return a tensor of images, got {type(result).__name__}"
+    assert result.shape == x.shape, (
+        f"{name} should return images of the input's shape {tuple(x.shape)}, got {tuple(result.shape)} ({what})")
+    assert torch.equal(x, x_before), (
+        f"{name} changed its input x in place ({what}); work on a copy: x_adv = x.clone().detach(), and use "
+        "out-of-place operations (x_adv = x_adv + ..., not x_adv += ... on x itself)")
+    assert not any(m.training for m in model.modules()), (
+        f"{name} left the model in train mode ({what}). The attack is computed on the model as it is "
+        "evaluated: do not call model.train(); leave the model's mode as you found it")
+    for p, before in zip(model.parameters(), sentinels):
+        assert p.grad is not None and torch.equal(p.grad, before), (
+            f"{name} changed the parameters' .grad ({what}): did you call loss.backward() or model.zero_grad()? "
+            "An attack needs the gradient with respect to the input only: "
+            "grad = torch.autograd.grad(loss, x_adv)[0] leaves the parameters' gradients alone")
+    assert not result.requires_grad, (
+        f"{name} returned a tensor that requires grad ({what}); return x_adv.detach()")
+    result = result.detach().float()
+    lo, hi = float(result.min()), float(result.max())
+    assert lo >= 0.0 and hi <= 1.0, (
+        f"{name} returned values in [{lo:.3f}, {hi:.3f}] ({what}); images must stay in [0, 1]: clamp with "
+        "x_adv.clamp(0, 1) after every step (pixels at 0 or 1 would otherwise be pushed outside)")
+    dist = float((result - x_before).abs().max())
+    if name == "fgsm_attack":
+        hint = "FGSM moves each pixel by eps * sign(grad): use the eps you are given"
+    else:
+        hint = ("Project onto the eps-ball around the ORIGINAL image after every step: "
+                "x_adv = torch.min(torch.max(x_adv, x - eps), x + eps) (clipping around the previous iterate, "
+                "or not at all, lets the perturbation grow with every step)")
+    assert dist <= eps + 1e-5, f"{name} moved a pixel by {dist:.4f}, more than eps = {eps} ({what}). {hint}"
+    return result
+
+
+def _setup(seed: int = 0):
+    model = check_model(seed)
+    x, y = check_batch(seed=seed)
+    return model, x, y, x.clone(), _grad_sentinels(model)
+
+
+def _differ_message(name: str, expected: torch.Tensor, got: torch.Tensor, what: str) -> str:
+    wrong = int(((expected - got).abs() > 1e-5).sum())
+    return (f"{name} returned different images than expected ({what}): {wrong} of {expected.numel()} pixel values "
+            f"differ, by up to {float((expected - got).abs().max()):.4f}; e.g. expected "
+            f"{[round(v, 4) for v in expected.flatten()[:4].tolist()]}, got {[round(v, 4) for v in got.flatten()[:4].tolist()]}")
+
+
+# --------------------------------------------------------------------------- FGSM
+
+def check_fgsm_attack(fgsm_attack: Callable) -> None:
+    """FGSM: x + eps * sign(grad of the loss w.r.t. x), clamped to [0, 1]; own code, eval mode kept,
+    parameter grads and x untouched, eps honoured (including eps = 0)."""
+    for eps in (0.1, 0.03):
+        model, x, y, x_before, sentinels = _setup()
+        what = f"eps={eps}, a batch of {len(x)} images"
+        result = _check_contract("fgsm_attack", _call(fgsm_attack, model, x, y, eps, what=what), model, x,
+                                 x_before, sentinels, eps, what)
+        expected = reference_pgd(model, x_before, y, eps, eps, 1)
+        if _close(result, expected):
+            continue
+        if _close(result, reference_pgd(model, x_before, y, eps, eps, 1, sign=-1.0)):
+            hint = ("It moved each pixel AGAINST the gradient, which lowers the loss: FGSM adds "
+                    "+eps * sign(grad) to increase the loss of the true class")
+        elif _close(result, reference_pgd(model, x_before, y, eps, eps, 1, use_sign=False)):
+            hint = "It adds eps * grad; FGSM adds eps * grad.sign(), the steepest step in the L-inf ball"
+        elif _close(result, reference_pgd(model, x_before, y, eps, eps, 1, train_mode=True)):
+            hint = ("It took the gradient in train mode (BatchNorm used the batch's statistics); keep the model "
+                    "in the mode it was given (eval)")
+        elif _close(result, x_before):
+            hint = "It returned the images unchanged"
+        else:
+            hint = "Expected clamp(x + eps * sign(d loss / dx), 0, 1) with the cross-entropy loss of the labels y"
+        raise AssertionError(_differ_message("fgsm_attack", expected, result, what) + ". " + hint)
+    model, x, y, x_before, sentinels = _setup(seed=1)
+    result = _call(fgsm_attack, model, x, y, 0.0, what="eps=0")
+    assert torch.allclose(result.detach().float(), x_before), "with eps=0 fgsm_attack should return the images unchanged"
+
+
+# --------------------------------------------------------------------------- PGD
+
+def _pgd_hint(model, x, y, eps, alpha, steps, result, *, targeted: bool) -> str:
+    right, wrong = (-1.0, 1.0) if targeted else (1.0, -1.0)
+    if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=wrong)):
+        return ("It ascends the target class's loss: a targeted attack DESCENDS the loss of the target, "
+                "x_adv = x_adv - alpha * sign(grad)") if targeted else (
+            "It moved against the gradient, which lowers the loss: each PGD step adds +alpha * sign(grad)")
+    if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, project="end")):
+        return "It projects only once, after the last step; project onto the eps-ball after EVERY step"
+    if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, train_mode=True)):
+        return "It took the gradients in train mode; keep the model in the mode it was given (eval)"
+    if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, use_sign=False)):
+        return "It steps along alpha * grad; PGD (L-inf) steps along alpha * grad.sign()"
+    if _close(result, reference_pgd(model, x, y, eps, eps, 1, sign=right)):
+        return "It takes a single step of size eps (that is FGSM); PGD takes `steps` steps of size alpha"
+    if _close(result, reference_pgd(model, x, y, eps, alpha, 1, sign=right)):
+        return "It takes only one step of size alpha; take `steps` steps"
+    return ("Expected `steps` steps of x_adv = clamp(Proj_eps(x_adv + alpha * sign(grad)), 0, 1), starting at x "
+            + ("and descending the target class's cross-entropy" if targeted else "when random_start=False"))
+
+
+def _check_deterministic_pgd(attack: Callable, name: str, *, targeted: bool, seed: int, eps: float, alpha: float,
+                             steps: int, **kwargs) -> None:
+    model, x, y, x_before, sentinels = _setup(seed)
+    labels = (y + 1) % NUM_CLASSES if targeted else y
+    what = f"eps={eps}, alpha={alpha}, steps={steps}" + (", random_start=False" if not targeted else "")
+    result = _check_contract(name, _call(attack, model, x, labels, eps, alpha, steps, what=what, **kwargs), model,
+                             x, x_before, sentinels, eps, what)
+    expected = reference_pgd(model, x_before, labels, eps, alpha, steps, sign=-1.0 if targeted else 1.0)
+    if not _close(result, expected):
+        hint = _pgd_hint(model, x_before, labels, eps, alpha, steps, result, targeted=targeted)
+        raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
+
+
+def _start_statistics(result: torch.Tensor, x: torch.Tensor, eps: float) -> tuple[float, float, int]:
+    """Mean |delta| / eps and mean delta / eps over the pixels at least eps away from 0 and 1
+    (where clamping to [0, 1] cannot bias the perturbation), and their number."""
+    inside = (x >= eps) & (x <= 1 - eps)
+    delta = (result - x)[inside]
+    return float(delta.abs().mean() / eps), float(delta.mean() / eps), int(inside.sum())
+
+
+def check_pgd_attack(pgd_attack: Callable) -> None:
+    """L-inf PGD: without random start, exactly `steps` projected sign steps from x; with it (the
+    default), a start drawn uniformly from the eps-ball; own code, contract as for FGSM."""
+    _check_deterministic_pgd(pgd_attack, "pgd_attack", targeted=False, seed=0, eps=0.1, alpha=0.03, steps=7,
+                             random_start=False)
+    _check_deterministic_pgd(pgd_attack, "pgd_attack", targeted=False, seed=2, eps=0.05, alpha=0.02, steps=4,
+                             random_start=False)
+
+    # Random start: with a tiny step, the result is the start itself (projected): uniform in [-eps, eps].
+    eps, alpha = 0.2, 1e-4
+    results = []
+    for seed in (0, 1):
+        model, x, y, x_before, sentinels = _setup()
+        what = f"eps={eps}, alpha={alpha}, steps=1, random_start=True"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1000 + seed)
+            result = _call(pgd_attack, model, x, y, eps, alpha, 1, random_start=True, what=what)
+        results.append(_check_contract("pgd_attack", result, model, x, x_before, sentinels, eps, what))
+    mean_abs, mean, n = _start_statistics(results[0], x_before, eps)
+    assert mean_abs > 0.01, (
+        f"with random_start=True and a tiny step (alpha={alpha}), pgd_attack stayed within {mean_abs * eps:.5f} of x "
+        "on average: the random start is missing (or the steps start from x instead of from it). Start at "
+        "x + a perturbation drawn uniformly from [-eps, eps] per pixel (torch.empty_like(x).uniform_(-eps, eps))")
+    assert 0.42 <= mean_abs <= 0.58 and abs(mean) <= 0.08, (
+        f"with random_start=True the start should be uniform in the eps-ball, [-eps, eps] per pixel: on {n} pixels "
+        f"away from 0 and 1, expected mean |delta| of about eps/2 = {eps / 2:.3f} and mean delta about 0, got "
+        f"{mean_abs * eps:.3f} and {mean * eps:.3f}. Use torch.empty_like(x).uniform_(-eps, eps) "
+        "(torch.rand gives [0, 1), torch.randn a Gaussian)")
+    assert not torch.equal(results[0], results[1]), (
+        "pgd_attack with random_start=True returned the same images for two different random seeds; draw the "
+        "start from torch's random number generator")
+    default = inspect.signature(pgd_attack).parameters.get("random_start")
+    assert default is not None and default.default is True, (
+        "pgd_attack should take random_start=True as its default (Madry et al. start at a random point)")
+
+
+def check_targeted_pgd_attack(targeted_pgd_attack: Callable) -> None:
+    """Targeted L-inf PGD from x (no random start): descend the cross-entropy of the target class."""
+    _check_deterministic_pgd(targeted_pgd_attack, "targeted_pgd_attack", targeted=True, seed=0, eps=0.1, alpha=0.03,
+                             steps=7)
+    _check_deterministic_pgd(targeted_pgd_attack, "targeted_pgd_attack", targeted=True, seed=3, eps=0.2, alpha=0.05,
+                             steps=5)
+    model, x, y, x_before, _ = _setup(seed=4)
+    target = (y + 2) % NUM_CLASSES
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        first = _call(targeted_pgd_attack, model, x, target, 0.1, 0.03, 3, what="a repeated call")
+        torch.manual_seed(6)
+        second = _call(targeted_pgd_attack, model, x, target, 0.1, 0.03, 3, what="a repeated call")
+    assert torch.equal(first, second), (
+        "targeted_pgd_attack gave different images for the same input: it should start at x itself (no random "
+        "start), so that it is deterministic")

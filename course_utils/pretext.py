@@ -1,0 +1,244 @@
+"""The lab's pretext tasks as recipes: which encoder, how long, which settings, per profile.
+
+Notebooks 04, 05 and 06 train the same encoders: 04 and 05 train one each and save it,
+06 compares all of them and trains only what it cannot load. So that all three agree on
+what "the rotation encoder of the quick profile" is, its settings live here, once:
+
+    recipe = pretext_recipe("rotation", profile)       # steps, batch size, lr, task options
+    encoder, dim = build_encoder(recipe.encoder)
+    model, history = train_pretext(recipe, encoder, dim, train_set, device=profile.device)
+    encoder, info = load_or_train_encoder("rotation", profile, train_set, seed=SEED)   # what 06 does
+
+The encoder is what a linear probe reads: for the quick profile the small CNN's trunk read
+out by average pooling to 2x2 cells (64 channels x 4 = 256 features). Global average pooling
+(1x1, 64 features) throws away where in the image a feature fired, and on Digits-M it leaves
+every pretext task within noise of a random encoder; the 2x2 readout keeps a coarse layout.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .augment import PatchLocalization, SimCLRViews, rotation_batch_transform
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import make_loader
+from .losses import NTXentLoss
+from .models import EncoderClassifier, PatchSiamese, RotationClassifier, SimCLRModel, SmallCNN, resnet18_cifar
+from .train import History, fit
+
+TASKS = ("rotation", "patch_localization", "simclr")
+SMALL_CNN_READOUT = 2
+
+
+def build_encoder(name: str) -> tuple[nn.Module, int]:
+    """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features) or "resnet18" (CIFAR stem, 512)."""
+    model = _classifier(name)
+    return model.encoder, model.feature_dim
+
+
+def _classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
+    if name == "small_cnn":
+        return SmallCNN(num_classes, readout=SMALL_CNN_READOUT)
+    if name == "resnet18":
+        return resnet18_cifar(num_classes)
+    raise ValueError(f"unknown encoder {name!r}: choose 'small_cnn' or 'resnet18'")
+
+
+def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
+    """The same encoder with a classifier head: the supervised baseline a pretext task must beat."""
+    return _classifier(name, num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretextRecipe:
+    """How one pretext task is trained on one profile. `options` are the task's own settings."""
+
+    task: str
+    encoder: str
+    steps: int
+    batch_size: int
+    lr: float
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def config(self) -> dict:
+        """What a checkpoint of this recipe must match to be reused."""
+        return dataclasses.asdict(self)
+
+
+def pretext_recipe(task: str, profile: Any) -> PretextRecipe:
+    """The lab's settings for `task` on `profile` (quick: Digits-M on 2 CPU cores, under a minute each
+    when the CPU is not shared).
+
+    - rotation: all four rotations of every image in each batch (RotNet), 32 images (128
+      rotated) per step;
+    - patch_localization: 8-pixel patches, gap 2, jitter 1 (Doersch et al.'s 96/48/7 scaled
+      to 32-pixel images), colours kept (`color=None`): on Digits-M, whose colours come from
+      no lens, a prototype's probe fell from 63% to 47% with colour dropping and to 41% with
+      gray patches, since the probe then reads colour images the encoder never saw;
+    - simclr: the 32-pixel views of `SimCLRViews.for_small_images`, batch 256 and
+      temperature 0.1: on Digits-M, prototypes measured probes of 47% (60 steps) and 49%
+      (100 steps) at 0.1 against 43% at 0.2 (random init: 33%), and an earlier prototype no
+      gain at SimCLR's CIFAR-10 value of 0.5. With batches this small and training this
+      short, a sharper softmax gives the hardest negatives the weight they need.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")
+    name = profile.name
+    encoder = {"quick": "small_cnn", "grade": "small_cnn", "full": "resnet18"}[name]
+    grade_steps = profile.max_steps or 2
+    if task == "rotation":
+        steps, batch, lr = {"quick": (80, 32, 3e-3), "full": (1000, 128, 2e-3), "grade": (grade_steps, 8, 3e-3)}[name]
+        options = {}
+    elif task == "patch_localization":
+        steps, batch, lr = {"quick": (500, 256, 3e-3), "full": (3000, 512, 2e-3), "grade": (grade_steps, 16, 3e-3)}[name]
+        options = {"patch_size": 8, "gap": 2, "jitter": 1, "color": None}
+    else:
+        steps, batch, lr = {"quick": (60, 256, 3e-3), "full": (1500, 256, 2e-3), "grade": (grade_steps, 16, 3e-3)}[name]
+        options = {"temperature": profile.pick(quick=0.1, full=0.2, grade=0.1)}
+    return PretextRecipe(task, encoder, steps, batch, lr, options)
+
+
+def pretext_model(recipe: PretextRecipe, encoder: nn.Module, feature_dim: int) -> nn.Module:
+    """The encoder under the task's head: RotationClassifier, PatchSiamese or SimCLRModel."""
+    if recipe.task == "rotation":
+        return RotationClassifier(encoder, feature_dim)
+    if recipe.task == "patch_localization":
+        return PatchSiamese(encoder, feature_dim)
+    return SimCLRModel(encoder, feature_dim)
+
+
+def pretext_transform(recipe: PretextRecipe, generator: torch.Generator | None = None) -> Callable:
+    """`fit`'s batch transform for the task (the library's batched augmenters)."""
+    if recipe.task == "rotation":
+        return rotation_batch_transform
+    if recipe.task == "patch_localization":
+        return PatchLocalization(**recipe.options, generator=generator).batch_transform
+    return SimCLRViews.for_small_images(32, generator=generator).batch_transform
+
+
+def pretext_loss(recipe: PretextRecipe) -> Callable | None:
+    """`fit`'s loss: cross-entropy (None) for the classification tasks, NT-Xent for SimCLR."""
+    return NTXentLoss(recipe.options["temperature"]) if recipe.task == "simclr" else None
+
+
+def train_pretext(recipe: PretextRecipe, encoder: nn.Module, feature_dim: int, train_set, *, device=None,
+                  seed: int = 0, batch_transform: Callable | None = None, loss_fn: Callable | None = None,
+                  progress: bool = True) -> tuple[nn.Module, History]:
+    """Train `encoder` on the recipe's pretext task (labels of `train_set` unused); returns (model, history).
+
+    `batch_transform` and `loss_fn` replace the library's (the notebooks pass the student's
+    functions). Batches are shuffled with `seed`; the last incomplete batch is dropped, so
+    every contrastive batch has the same number of negatives.
+    """
+    model = pretext_model(recipe, encoder, feature_dim)
+    batch = min(recipe.batch_size, len(train_set))
+    loader = make_loader(train_set, batch, shuffle=True, device=device, seed=seed, drop_last=True)
+    epochs = max(1, math.ceil(recipe.steps / len(loader)))
+    history = fit(model, loader, epochs=epochs, max_steps=recipe.steps, lr=recipe.lr,
+                  batch_transform=batch_transform or pretext_transform(recipe), loss_fn=loss_fn or pretext_loss(recipe),
+                  device=device, progress=progress, desc=recipe.task.replace("_", " "))
+    return model, history
+
+
+def encoder_checkpoint_name(task: str) -> str:
+    return f"{task.replace('_', '-')}-encoder"
+
+
+def save_pretrained_encoder(task: str, encoder: nn.Module, profile: Any, *, seed: int = 0,
+                            extra: dict | None = None):
+    """Save an encoder trained with `pretext_recipe(task, profile)`, for `load_or_train_encoder`."""
+    return save_checkpoint(encoder, encoder_checkpoint_name(task), profile=profile, seed=seed,
+                           config=pretext_recipe(task, profile).config(), extra=extra)
+
+
+def load_or_train_encoder(task: str, profile: Any, train_set, *, seed: int = 0, use_checkpoints: bool = True,
+                          progress: bool = True) -> tuple[nn.Module, dict]:
+    """The encoder pretrained on `task` for `profile`: loaded if a notebook saved it, else trained (and saved).
+
+    Returns (encoder in eval mode, info) where info says {"source": "checkpoint" | "trained",
+    "seconds": training time, ...}. `use_checkpoints=False` always trains and saves nothing.
+    """
+    from .runtime import seed_everything
+
+    recipe = pretext_recipe(task, profile)
+    seed_everything(seed)
+    encoder, dim = build_encoder(recipe.encoder)
+    if use_checkpoints:
+        extra = load_checkpoint(encoder, encoder_checkpoint_name(task), profile=profile, seed=seed,
+                                config=recipe.config())
+        if extra is not None:
+            return encoder.to(profile.device).eval(), {**extra, "source": "checkpoint"}
+    _, history = train_pretext(recipe, encoder, dim, train_set, device=profile.device, seed=seed, progress=progress)
+    info = {"source": "trained", "seconds": round(history.total_seconds, 1)}
+    if use_checkpoints:
+        save_pretrained_encoder(task, encoder, profile, seed=seed, extra=info)
+    return encoder.eval(), info
+
+
+# --------------------------------------------------------------------------- few labels
+
+
+@dataclasses.dataclass(frozen=True)
+class FewLabelSetup:
+    """The downstream task: `per_class` labelled images per class, drawn `draws` times; random-init
+    encoders of `random_seeds` seeds; and how the supervised baseline is trained on those labels."""
+
+    per_class: int
+    draws: int
+    random_seeds: int
+    supervised_steps: int
+    supervised_batch_size: int
+    supervised_lr: float
+
+
+def few_label_setup(profile: Any) -> FewLabelSetup:
+    """quick: 10 labels per class (100 of Digits-M's 1,437 training images), 3 draws, 3 random seeds;
+    full: 100 per class (2% of CIFAR-10); grade: the least that runs."""
+    return {
+        "quick": FewLabelSetup(10, 3, 3, 200, 16, 3e-3),
+        "full": FewLabelSetup(100, 3, 3, 500, 64, 2e-3),
+        "grade": FewLabelSetup(2, 1, 1, profile.max_steps or 2, 8, 3e-3),
+    }[profile.name]
+
+
+def load_or_train_supervised(profile: Any, labelled_sets, test_set, *, seed: int = 0, use_checkpoints: bool = True,
+                             retrain: bool = False, progress: bool = True):
+    """The supervised baseline on each labelled set: the encoder and a classifier head trained from
+    scratch on the few labels (`probe.few_label_supervised`). A model saved for the same draw and
+    settings is loaded instead of trained, unless `retrain`; trained models are saved.
+
+    Returns (FewLabelResult of test accuracies, list of models, info).
+    """
+    from .probe import FewLabelResult, few_label_supervised
+    from .train import evaluate
+
+    setup = few_label_setup(profile)
+    encoder_name = pretext_recipe("rotation", profile).encoder
+    num_classes = len(test_set.classes)
+    make = lambda: build_classifier(encoder_name, num_classes)  # noqa: E731
+    configs = [{"encoder": encoder_name, "per_class": setup.per_class, "draw": d, "draw_seed": seed + d,
+                "labelled": len(labelled), "steps": setup.supervised_steps, "batch_size": setup.supervised_batch_size,
+                "lr": setup.supervised_lr} for d, labelled in enumerate(labelled_sets)]
+    models, loaded = [], 0
+    if use_checkpoints and not retrain:
+        for d, config in enumerate(configs):
+            model = make()
+            if load_checkpoint(model, f"supervised-draw{d}", profile=profile, seed=seed, config=config) is None:
+                break
+            models.append(model.to(profile.device).eval())
+        loaded = len(models)
+    if loaded == len(labelled_sets):
+        test_loader = make_loader(test_set, 512, device=profile.device)
+        accuracies = [evaluate(m, test_loader, device=profile.device)["accuracy"] for m in models]
+        return FewLabelResult(accuracies), models, {"source": "checkpoint"}
+    result, models = few_label_supervised(make, labelled_sets, test_set, steps=setup.supervised_steps,
+                                          lr=setup.supervised_lr, batch_size=setup.supervised_batch_size, seed=seed,
+                                          device=profile.device, progress=progress)
+    if use_checkpoints:
+        for d, (model, config) in enumerate(zip(models, configs)):
+            save_checkpoint(model, f"supervised-draw{d}", profile=profile, seed=seed, config=config)
+    return result, models, {"source": "trained"}

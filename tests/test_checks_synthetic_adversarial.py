@@ -1,0 +1,283 @@
+"""Notebook 02's hidden checks accept the solution and reject the usual mistakes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils import attacks
+from course_utils.checks.synthetic_adversarial import (check_fgsm_attack, check_pgd_attack,
+                                                       check_targeted_pgd_attack)
+
+
+def _grad(model, x_adv, y):
+    x_adv = x_adv.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)[0]
+
+
+# --- the notebook's solutions -----------------------------------------------------------------
+
+def fgsm_attack(model, x, y, eps):
+    x_adv = x.detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(model(x_adv), y)
+    (grad,) = torch.autograd.grad(loss, x_adv)
+    return (x_adv + eps * grad.sign()).clamp(0, 1).detach()
+
+
+def pgd_attack(model, x, y, eps, alpha, steps, random_start=True):
+    x = x.detach()
+    x_adv = x.clone()
+    if random_start:
+        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + alpha * grad.sign()
+        x_adv = torch.clamp(x_adv, x - eps, x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+def targeted_pgd_attack(model, x, target, eps, alpha, steps):
+    x = x.detach()
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), target)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() - alpha * grad.sign()
+        x_adv = torch.clamp(x_adv, x - eps, x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+# --- variants: the solution with one thing changed --------------------------------------------
+
+def make_pgd(*, sign=1.0, project="each", clamp=True, random_start_used=True, start="uniform", backward=False,
+             train=False, inplace=False, detach=True, step_from_x=False):
+    """The solution's PGD with one mistake switched on."""
+    def attack(model, x, y, eps, alpha, steps, random_start=True):
+        if train:
+            model.train()
+        orig = x.detach().clone()
+        x_adv = orig.clone()
+        if random_start and random_start_used:
+            noise = {"uniform": torch.empty_like(x).uniform_(-eps, eps), "rand": torch.rand_like(x) * eps,
+                     "randn": torch.randn_like(x) * eps}[start]
+            x_adv = (x_adv + noise).clamp(0, 1)
+        for _ in range(steps):
+            point = orig if step_from_x else x_adv
+            if backward:
+                point = point.detach().clone().requires_grad_(True)
+                F.cross_entropy(model(point), y).backward()
+                grad = point.grad
+            else:
+                grad = _grad(model, point, y)
+            previous = x_adv
+            x_adv = x_adv + sign * alpha * grad.sign()
+            if project == "each":
+                x_adv = torch.clamp(x_adv, orig - eps, orig + eps)
+            elif project == "previous":
+                x_adv = torch.clamp(x_adv, previous - eps, previous + eps)
+            if clamp:
+                x_adv = x_adv.clamp(0, 1)
+        if inplace:
+            x.copy_(x_adv)
+            x_adv = x.clone()
+        return x_adv.detach() if detach else x_adv.clone().requires_grad_(True) * 1
+    return attack
+
+
+def fgsm_variant(**kw):
+    pgd = make_pgd(random_start_used=False, **kw)
+    return lambda model, x, y, eps: pgd(model, x, y, eps, eps, 1)
+
+
+def fgsm_gradient_not_sign(model, x, y, eps):
+    return (x + eps * _grad(model, x, y)).clamp(0, 1)
+
+
+def fgsm_zero_grad_after(model, x, y, eps):
+    x_adv = x.detach().clone().requires_grad_(True)
+    F.cross_entropy(model(x_adv), y).backward()
+    model.zero_grad()
+    return (x_adv + eps * x_adv.grad.sign()).clamp(0, 1).detach()
+
+
+def fgsm_eval_then_train(model, x, y, eps):
+    model.eval()
+    out = fgsm_attack(model, x, y, eps)
+    model.train()
+    return out
+
+
+def fgsm_hardcoded_eps(model, x, y, eps):
+    return fgsm_attack(model, x, y, 0.1)
+
+
+def fgsm_in_train_mode_restored(model, x, y, eps):
+    was = model.training
+    model.train()
+    out = fgsm_attack(model, x, y, eps)
+    model.train(was)
+    return out
+
+
+def fgsm_library(model, x, y, eps):
+    return attacks.fgsm(model, x, y, eps)
+
+
+def fgsm_library_alias(model, x, y, eps):
+    from course_utils.attacks import pgd as my_pgd
+    return my_pgd(model, x, y, eps, eps, 1, random_start=False)
+
+
+FGSM_WRONG = {
+    "wrong gradient sign": fgsm_variant(sign=-1.0),
+    "no clamp": fgsm_variant(clamp=False),
+    "gradient instead of its sign": fgsm_gradient_not_sign,
+    "input changed in place": fgsm_variant(inplace=True),
+    "model left in train mode": fgsm_variant(train=True),
+    "model.train() then restored": fgsm_in_train_mode_restored,
+    "param grads touched by backward": fgsm_variant(backward=True),
+    "param grads zeroed": fgsm_zero_grad_after,
+    "sets train mode at the end": fgsm_eval_then_train,
+    "not detached": fgsm_variant(detach=False),
+    "eps hard-coded": fgsm_hardcoded_eps,
+    "calls course_utils.attacks.fgsm": fgsm_library,
+    "calls course_utils.attacks.pgd by an alias": fgsm_library_alias,
+}
+
+
+def pgd_library(model, x, y, eps, alpha, steps, random_start=True):
+    return attacks.pgd(model, x, y, eps, alpha, steps, random_start=random_start)
+
+
+def pgd_via_transform(model, x, y, eps, alpha, steps, random_start=True):
+    return attacks.AdversarialTransform(model, eps, method="pgd", alpha=alpha, steps=steps)(x, y)[0]
+
+
+def pgd_projects_at_end(model, x, y, eps, alpha, steps, random_start=True):
+    x_adv = make_pgd(project="none")(model, x, y, eps, alpha, steps, random_start)
+    return torch.clamp(x_adv, x - eps, x + eps).clamp(0, 1)
+
+
+def pgd_single_step(model, x, y, eps, alpha, steps, random_start=True):
+    return make_pgd()(model, x, y, eps, alpha, 1, random_start)
+
+
+def pgd_default_off(model, x, y, eps, alpha, steps, random_start=False):
+    return pgd_attack(model, x, y, eps, alpha, steps, random_start)
+
+
+PGD_WRONG = {
+    "wrong gradient sign": make_pgd(sign=-1.0),
+    "no projection": make_pgd(project="none"),
+    "projection around the previous iterate": make_pgd(project="previous"),
+    "projection only after the last step": pgd_projects_at_end,
+    "no clamp": make_pgd(clamp=False),
+    "input changed in place": make_pgd(inplace=True),
+    "model left in train mode": make_pgd(train=True),
+    "param grads touched": make_pgd(backward=True),
+    "random start ignored": make_pgd(random_start_used=False),
+    "random start with torch.rand (not centred)": make_pgd(start="rand"),
+    "random start Gaussian": make_pgd(start="randn"),
+    "gradient always taken at x": make_pgd(step_from_x=True),
+    "one step only": pgd_single_step,
+    "random_start defaults to False": pgd_default_off,
+    "calls course_utils.attacks.pgd": pgd_library,
+    "calls AdversarialTransform": pgd_via_transform,
+}
+
+
+def targeted_variant(**kw):
+    pgd = make_pgd(random_start_used=False, **kw)
+    return lambda model, x, target, eps, alpha, steps: pgd(model, x, target, eps, alpha, steps)
+
+
+def targeted_random_start(model, x, target, eps, alpha, steps):
+    return make_pgd(sign=-1.0)(model, x, target, eps, alpha, steps, True)
+
+
+def targeted_library(model, x, target, eps, alpha, steps):
+    return attacks.pgd(model, x, target, eps, alpha, steps, random_start=False, targeted=True)
+
+
+TARGETED_WRONG = {
+    "ascends the target's loss": targeted_variant(sign=1.0),
+    "no projection": targeted_variant(sign=-1.0, project="none"),
+    "projection around the previous iterate": targeted_variant(sign=-1.0, project="previous"),
+    "no clamp": targeted_variant(sign=-1.0, clamp=False),
+    "input changed in place": targeted_variant(sign=-1.0, inplace=True),
+    "model left in train mode": targeted_variant(sign=-1.0, train=True),
+    "param grads touched": targeted_variant(sign=-1.0, backward=True),
+    "random start": targeted_random_start,
+    "calls course_utils.attacks.pgd(targeted=True)": targeted_library,
+}
+
+
+def test_solutions_pass():
+    check_fgsm_attack(fgsm_attack)
+    check_pgd_attack(pgd_attack)
+    check_targeted_pgd_attack(targeted_pgd_attack)
+
+
+def test_the_variants_without_a_change_pass():
+    """The mistake factory itself is right when nothing is changed (so each failure below is the mistake's)."""
+    check_fgsm_attack(fgsm_variant())
+    check_pgd_attack(make_pgd())
+    check_targeted_pgd_attack(targeted_variant(sign=-1.0))
+
+
+@pytest.mark.parametrize("mistake", FGSM_WRONG)
+def test_fgsm_mistakes_fail(mistake):
+    with pytest.raises(AssertionError):
+        check_fgsm_attack(FGSM_WRONG[mistake])
+
+
+@pytest.mark.parametrize("mistake", PGD_WRONG)
+def test_pgd_mistakes_fail(mistake):
+    with pytest.raises(AssertionError):
+        check_pgd_attack(PGD_WRONG[mistake])
+
+
+@pytest.mark.parametrize("mistake", TARGETED_WRONG)
+def test_targeted_mistakes_fail(mistake):
+    with pytest.raises(AssertionError):
+        check_targeted_pgd_attack(TARGETED_WRONG[mistake])
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("wrong gradient sign", "AGAINST the gradient"),
+    ("no clamp", "[0, 1]"),
+    ("model left in train mode", "train mode"),
+    ("param grads touched by backward", "autograd.grad"),
+    ("input changed in place", "in place"),
+    ("calls course_utils.attacks.fgsm", "course_utils.attacks.fgsm"),
+])
+def test_fgsm_failures_name_the_mistake(mistake, message):
+    with pytest.raises(AssertionError, match=__import__("re").escape(message)):
+        check_fgsm_attack(FGSM_WRONG[mistake])
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("no projection", "ORIGINAL"),
+    ("projection around the previous iterate", "ORIGINAL"),
+    ("projection only after the last step", "after EVERY step"),
+    ("random start ignored", "random start is missing"),
+    ("random start with torch.rand (not centred)", "uniform"),
+    ("wrong gradient sign", "against the gradient"),
+])
+def test_pgd_failures_name_the_mistake(mistake, message):
+    with pytest.raises(AssertionError, match=__import__("re").escape(message)):
+        check_pgd_attack(PGD_WRONG[mistake])
+
+
+def test_targeted_wrong_sign_is_named():
+    with pytest.raises(AssertionError, match="DESCENDS"):
+        check_targeted_pgd_attack(TARGETED_WRONG["ascends the target's loss"])
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    check_pgd_attack(pgd_attack)
+    assert torch.equal(torch.rand(3), expected)
