@@ -74,3 +74,13 @@ def test_supervised_baseline_is_saved_and_reloaded(tiny, tmp_path, monkeypatch):
     assert info["source"] == "checkpoint" and loaded.accuracies == trained.accuracies
     _, _, info = load_or_train_supervised(profile, draws, test, retrain=True, progress=False)
     assert info["source"] == "trained"
+
+
+def test_full_profile_encoder_takes_patches_and_images():
+    """The full profile's ResNet-18 (CIFAR stem) pools to 512 features from 8-pixel patches and 32-pixel images."""
+    encoder, dim = build_encoder("resnet18")
+    encoder.eval()
+    with torch.no_grad():
+        assert encoder(torch.rand(2, 3, 8, 8)).shape == (2, dim) == (2, 512)
+        assert encoder(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+    assert build_classifier("resnet18")(torch.rand(2, 3, 32, 32)).shape == (2, 10)
