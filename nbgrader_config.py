@@ -9,4 +9,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Cells run on the 'grade' profile (nbgrader sets NBGRADER_EXECUTION) and take seconds;
 # the limit only stops runaway submissions.
 c.ExecutePreprocessor.timeout = 60
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# The stub's message is what a student sees when a test cell calls an unanswered exercise.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE\n"
+              "raise NotImplementedError(\"Not answered yet: replace this line with your code, run this cell, \"\n"
+              "                          \"then run the test cell below it.\")"
+}
