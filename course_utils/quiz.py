@@ -116,7 +116,7 @@ class PatchQuiz:
         import matplotlib.pyplot as plt
 
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=80)
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=120)
         plt.close(fig)
         return buffer.getvalue()
 
@@ -132,8 +132,9 @@ class PatchQuiz:
         """One question at a time: a 3x3 pad of buttons around the green patch, feedback, and Next."""
         import ipywidgets as w
 
-        picture = w.Image(value=self._question_png(0), format="png")
-        answer = w.Image(format="png", layout=w.Layout(display="none"))
+        # align_self: a VBox stretches its children to its width, which would blow the PNGs up
+        picture = w.Image(value=self._question_png(0), format="png", layout=w.Layout(align_self="flex-start"))
+        answer = w.Image(format="png", layout=w.Layout(display="none", align_self="flex-start"))
         feedback = w.HTML(f"Question 1 of {len(self)}: where is the red patch relative to the green one?")
         buttons = []
         for position, arrow in enumerate(ARROWS):
