@@ -21,12 +21,11 @@ run: $(STAMP)  ## execute every solution notebook (quick profile) and print the 
 test: $(STAMP)  ## the whole test suite, notebooks included
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## unit tests only: no notebook execution, no autograding
-	$(BIN)/python -m pytest -m "not notebook and not grading"
+test-fast: $(STAMP)  ## unit tests only: no notebook execution, no autograding, no browser
+	$(BIN)/python -m pytest -m "not notebook and not grading and not browser"
 
-lab: $(STAMP)  ## open the student release in JupyterLab
-	@echo "Opening JupyterLab on labs/lab4 (the student notebooks). Stop it with Ctrl-C."
-	$(BIN)/jupyter lab --notebook-dir=labs/lab4
+lab: $(STAMP)  ## open the student release in JupyterLab; prints the address and the folder
+	@$(BIN)/course-lab lab
 
 release: $(STAMP)  ## regenerate labs/lab4 from solutions/lab4 with nbgrader
 	$(BIN)/course-lab release

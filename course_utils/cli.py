@@ -51,6 +51,32 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    import secrets
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    from .lab_server import free_port, lab_command, lab_env
+
+    folder = Path(args.notebook_dir).resolve()
+    if not folder.is_dir():
+        print(f"course-lab lab: no folder {folder}; run it from the project's root", file=sys.stderr)
+        return 1
+    port = args.port or free_port()
+    token = secrets.token_hex(16)
+    print(f"Lab 4 in JupyterLab\n  notebooks: {folder}\n  open:      http://127.0.0.1:{port}/lab?token={token}\n"
+          "Stop it with Ctrl-C (twice).", flush=True)
+    server = subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=not args.no_browser),
+                              env=lab_env())
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # a stopped launcher stops its server
+    while True:
+        try:
+            return server.wait()
+        except KeyboardInterrupt:  # JupyterLab got the Ctrl-C as well and handles it
+            continue
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course-lab", description="Lab 4: adversarial examples and self-supervision.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -103,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="regular expression with a group named 'student' applied to zip file names")
     grade.add_argument("--course-root", default=".", help="folder holding nbgrader_config.py and solutions/ (default: .)")
     grade.set_defaults(func=_cmd_autograde)
+
+    lab = sub.add_parser("lab", help="open the student notebooks in JupyterLab and print the address to open",
+                         description="Start JupyterLab from this environment on the student notebooks, on a "
+                                     "loopback port with a fresh token, and print the address to open.")
+    lab.add_argument("--notebook-dir", default="labs/lab4", help="folder to serve (default: labs/lab4)")
+    lab.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    lab.set_defaults(func=_cmd_lab)
     return parser
 
 

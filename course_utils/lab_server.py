@@ -1,0 +1,101 @@
+"""Starting JupyterLab on the lab's notebooks: for `make lab` / `course-lab lab` and the browser test.
+
+One place builds the command line, so the student's server and the tested one are the same:
+the project's Python, a loopback address, a token, and the notebook folder as the root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def lab_command(notebook_dir: str | Path, *, port: int, token: str, host: str = "127.0.0.1",
+                open_browser: bool = False) -> list[str]:
+    """`jupyter lab` from this environment, serving `notebook_dir` on host:port with `token`."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(notebook_dir).resolve()}",
+           f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.open_browser={open_browser}",
+           # no calls home: a lab machine may be offline
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI run as root; Jupyter refuses it otherwise
+    return cmd
+
+
+def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the server: this venv's bin/ first on PATH (nbgrader's Validate shells out)."""
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@dataclasses.dataclass
+class LabServer:
+    """A JupyterLab server started in the background by `start_lab`."""
+
+    process: subprocess.Popen
+    base_url: str  # http://host:port
+    token: str
+    notebook_dir: Path
+
+    def url(self, path: str = "") -> str:
+        """The address of `path` (a notebook relative to the root) in JupyterLab, token included."""
+        return f"{self.base_url}/lab/tree/{path}?token={self.token}" if path else f"{self.base_url}/lab?token={self.token}"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with code {self.process.returncode} before it was ready")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/api/status?token={self.token}", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"JupyterLab did not answer on {self.base_url} within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # Jupyter shuts its kernels down on SIGTERM
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_lab(notebook_dir: str | Path, *, port: int | None = None, token: str | None = None,
+              env: dict[str, str] | None = None, log: Path | None = None) -> LabServer:
+    """Start JupyterLab in the background on a free loopback port; return once it answers."""
+    port, token = port or free_port(), token or secrets.token_hex(16)
+    out = open(log, "w") if log else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(lab_command(notebook_dir, port=port, token=token), env=lab_env(env),
+                                   stdout=out, stderr=subprocess.STDOUT, cwd=notebook_dir)
+    finally:
+        if log:
+            out.close()
+    server = LabServer(process, f"http://127.0.0.1:{port}", token, Path(notebook_dir).resolve())
+    try:
+        server.wait_ready()
+    except Exception:
+        server.stop()
+        raise
+    return server

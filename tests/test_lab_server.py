@@ -1,0 +1,71 @@
+"""`course-lab lab` (what `make lab` runs): it prints the address and the folder, and the address works."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from course_utils.cli import main
+from course_utils.lab_server import free_port, lab_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lab_command_serves_the_folder_on_loopback_with_a_token(tmp_path):
+    cmd = lab_command(tmp_path, port=8899, token="abc")
+    assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert f"--ServerApp.root_dir={tmp_path.resolve()}" in cmd
+    assert "--ServerApp.ip=127.0.0.1" in cmd and "--ServerApp.port=8899" in cmd
+    assert "--IdentityProvider.token=abc" in cmd and "--ServerApp.open_browser=False" in cmd
+
+
+def test_course_lab_lab_prints_a_working_address_and_the_folder(tmp_path):
+    lab = tmp_path / "lab4"
+    shutil.copytree(ROOT / "labs" / "lab4", lab)
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
+    proc = subprocess.Popen([sys.executable, "-m", "course_utils.cli", "lab", "--no-browser", "--notebook-dir", str(lab),
+                             "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        banner = [proc.stdout.readline() for _ in range(3)]
+        assert str(lab.resolve()) in banner[1]
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/lab\?token=(\w+)", banner[2])
+        assert url, banner
+        base, token = url.groups()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=5) as r:
+                    listing = json.load(r)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "JupyterLab did not come up"
+                time.sleep(0.5)
+        names = {item["name"] for item in listing["content"]}
+        assert {p.name for p in (ROOT / "labs" / "lab4").glob("*.ipynb")} <= names
+        with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=10) as r:
+            assert r.status == 200 and "JupyterLab" in r.read().decode()
+        proc.terminate()  # stopping the launcher stops its server
+        proc.wait(30)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the test
+        except ProcessLookupError:
+            pass
+
+
+def test_course_lab_lab_names_a_missing_folder(tmp_path, capsys):
+    assert main(["lab", "--notebook-dir", str(tmp_path / "nowhere"), "--no-browser"]) == 1
+    assert "nowhere" in capsys.readouterr().err
