@@ -16,3 +16,10 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path_factory.getbasetemp() / "course_data"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (the browser tests screenshot a failed step)."""
+    outcome = yield
+    setattr(item, f"rep_{call.when}", outcome.get_result())
