@@ -87,24 +87,23 @@ def make_step(*, random_start=True, step="alpha", sign=1.0, project=True, clamp=
     return step_fn
 
 
-def library_step(model, optimizer, x, y, eps, alpha):
-    x_adv, _ = attacks.AdversarialTransform(model, eps, method="fgsm_rs", alpha=alpha)(x, y)
+def update(model, optimizer, x_adv, y):
+    """The training half of a step, for the variants that get x_adv from the library."""
     model.train()
     loss = F.cross_entropy(model(x_adv), y)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def library_step(model, optimizer, x, y, eps, alpha):
+    x_adv, _ = attacks.AdversarialTransform(model, eps, method="fgsm_rs", alpha=alpha)(x, y)
+    return update(model, optimizer, x_adv, y)
 
 
 def library_pgd_step(model, optimizer, x, y, eps, alpha):
-    x_adv = attacks.pgd(model, x, y, eps, alpha, 1)
-    model.train()
-    loss = F.cross_entropy(model(x_adv), y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    return update(model, optimizer, attacks.pgd(model, x, y, eps, alpha, 1), y)
 
 
 def fit_step(model, optimizer, x, y, eps, alpha):
