@@ -67,8 +67,10 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     token = secrets.token_hex(16)
     print(f"Lab 4 in JupyterLab\n  notebooks: {folder}\n  open:      http://127.0.0.1:{port}/lab?token={token}\n"
           "Stop it with Ctrl-C (twice).", flush=True)
+    # cwd: nbgrader's extensions take the folder they start in as the course root, which must
+    # lie inside the served folder (the repository root, with nbgrader_config.py, does not)
     server = subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=not args.no_browser),
-                              env=lab_env())
+                              env=lab_env(), cwd=folder)
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # a stopped launcher stops its server
     while True:
         try:

@@ -52,6 +52,7 @@ class LabServer:
     base_url: str  # http://host:port
     token: str
     notebook_dir: Path
+    log: Path | None = None  # the server's stdout and stderr, when start_lab was given a file
 
     def url(self, path: str = "") -> str:
         """The address of `path` (a notebook relative to the root) in JupyterLab, token included."""
@@ -92,7 +93,7 @@ def start_lab(notebook_dir: str | Path, *, port: int | None = None, token: str |
     finally:
         if log:
             out.close()
-    server = LabServer(process, f"http://127.0.0.1:{port}", token, Path(notebook_dir).resolve())
+    server = LabServer(process, f"http://127.0.0.1:{port}", token, Path(notebook_dir).resolve(), log)
     try:
         server.wait_ready()
     except Exception:

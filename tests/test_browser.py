@@ -284,3 +284,9 @@ def test_validate_reports_the_failing_cells_of_a_release_notebook(page, server):
     assert dialog.locator(".validation-failed").count() == 1, dialog.inner_text()
     text = dialog.inner_text()
     assert "NotImplementedError" in text and "batch_accuracy" in text, text[:1000]
+
+
+def test_the_server_logged_no_errors(server):
+    """Runs last: nothing the steps above did made JupyterLab, nbgrader or a kernel log an error."""
+    errors = [line for line in server.log.read_text().splitlines() if line.startswith("[E ")]
+    assert not errors, "\n".join(errors[:20])

@@ -35,7 +35,7 @@ def test_course_lab_lab_prints_a_working_address_and_the_folder(tmp_path):
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
     proc = subprocess.Popen([sys.executable, "-m", "course_utils.cli", "lab", "--no-browser", "--notebook-dir", str(lab),
                              "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=open(tmp_path / "server.log", "w"), text=True, start_new_session=True)
     try:
         banner = [proc.stdout.readline() for _ in range(3)]
         assert str(lab.resolve()) in banner[1]
@@ -59,6 +59,8 @@ def test_course_lab_lab_prints_a_working_address_and_the_folder(tmp_path):
         proc.wait(30)
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5)
+        errors = [line for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("[E ")]
+        assert not errors, errors  # e.g. nbgrader's "course directory root is not a subdirectory"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the test
