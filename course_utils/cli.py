@@ -57,26 +57,33 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
-    from .lab_server import free_port, lab_command, lab_env
+    from .lab_server import LabServer, free_port, lab_command, lab_env
 
     folder = Path(args.notebook_dir).resolve()
     if not folder.is_dir():
         print(f"course-lab lab: no folder {folder}; run it from the project's root", file=sys.stderr)
         return 1
-    port = args.port or free_port()
+    port = args.port or free_port(preferred=8888)
     token = secrets.token_hex(16)
-    print(f"Lab 4 in JupyterLab\n  notebooks: {folder}\n  open:      http://127.0.0.1:{port}/lab?token={token}\n"
-          "Stop it with Ctrl-C (twice).", flush=True)
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in children])  # a stopped launcher stops its server
     # cwd: nbgrader's extensions take the folder they start in as the course root, which must
     # lie inside the served folder (the repository root, with nbgrader_config.py, does not)
-    server = subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=not args.no_browser),
-                              env=lab_env(), cwd=folder)
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # a stopped launcher stops its server
-    while True:
-        try:
-            return server.wait()
-        except KeyboardInterrupt:  # JupyterLab got the Ctrl-C as well and handles it
-            continue
+    children.append(subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=not args.no_browser),
+                                     env=lab_env(), cwd=folder))
+    server = LabServer(children[0], f"http://127.0.0.1:{port}", token, folder)
+    try:
+        server.wait_ready()
+        print(f"\nLab 4 in JupyterLab\n  notebooks: {folder}\n  open:      {server.url()}\n"
+              "Stop it with Ctrl-C.\n", flush=True)
+        return server.process.wait()
+    except (RuntimeError, TimeoutError) as err:
+        print(f"course-lab lab: {err} (is port {port} taken? try --port)", file=sys.stderr)
+        server.stop()
+        return 1
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached JupyterLab too; make sure it stops
+        server.process.terminate()
+        return server.process.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:

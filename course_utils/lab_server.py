@@ -6,6 +6,7 @@ the project's Python, a loopback address, a token, and the notebook folder as th
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import socket
@@ -17,11 +18,16 @@ import urllib.request
 from pathlib import Path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """`preferred` if nobody listens on it now, else a free TCP port the OS picks."""
+    for port in ((preferred, 0) if preferred else (0,)):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free TCP port")
 
 
 def lab_command(notebook_dir: str | Path, *, port: int, token: str, host: str = "127.0.0.1",
@@ -58,6 +64,19 @@ class LabServer:
         """The address of `path` (a notebook relative to the root) in JupyterLab, token included."""
         return f"{self.base_url}/lab/tree/{path}?token={self.token}" if path else f"{self.base_url}/lab?token={self.token}"
 
+    def api(self, method: str, path: str, timeout: float = 10):
+        """One call of Jupyter's REST API (`path` after /api/); the decoded JSON, or None."""
+        request = urllib.request.Request(f"{self.base_url}/api/{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """Shut down every kernel the server runs (the browser's notebooks leave theirs running)."""
+        for kernel in self.api("GET", "kernels"):
+            self.api("DELETE", f"kernels/{kernel['id']}", timeout=60)
+
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -72,9 +91,15 @@ class LabServer:
             time.sleep(0.5)
         raise TimeoutError(f"JupyterLab did not answer on {self.base_url} within {timeout:.0f} s")
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """Shut the kernels down, then the server. Kernels run in sessions of their own: a
+        killed server would leave them behind."""
         if self.process.poll() is None:
-            self.process.terminate()  # Jupyter shuts its kernels down on SIGTERM
+            try:
+                self.shutdown_kernels()
+            except OSError:
+                pass
+            self.process.terminate()  # Jupyter also shuts its kernels down on SIGTERM
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -6,9 +6,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -37,23 +37,19 @@ def test_course_lab_lab_prints_a_working_address_and_the_folder(tmp_path):
                              "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
                             stderr=open(tmp_path / "server.log", "w"), text=True, start_new_session=True)
     try:
-        banner = [proc.stdout.readline() for _ in range(3)]
-        assert str(lab.resolve()) in banner[1]
-        url = re.search(r"(http://127\.0\.0\.1:\d+)/lab\?token=(\w+)", banner[2])
+        banner = []  # printed once the server answers
+        while not banner or "open:" not in banner[-1]:
+            banner.append(proc.stdout.readline())
+            assert banner[-1] and len(banner) < 10, banner
+        assert any(f"notebooks: {lab.resolve()}" in line for line in banner), banner
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/lab\?token=(\w+)", banner[-1])
         assert url, banner
         base, token = url.groups()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=5) as r:
-                    listing = json.load(r)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "JupyterLab did not come up"
-                time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10) as r:
+            listing = json.load(r)
         names = {item["name"] for item in listing["content"]}
         assert {p.name for p in (ROOT / "labs" / "lab4").glob("*.ipynb")} <= names
-        with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=10) as r:
+        with urllib.request.urlopen(url.group(0), timeout=10) as r:
             assert r.status == 200 and "JupyterLab" in r.read().decode()
         proc.terminate()  # stopping the launcher stops its server
         proc.wait(30)
@@ -66,6 +62,23 @@ def test_course_lab_lab_prints_a_working_address_and_the_folder(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the test
         except ProcessLookupError:
             pass
+
+
+def test_course_lab_lab_says_when_the_port_is_taken(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["lab", "--notebook-dir", str(tmp_path), "--no-browser", "--port", str(port)]) == 1
+    assert "try --port" in capsys.readouterr().err
+
+
+def test_free_port_prefers_the_usual_one_when_it_is_free():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        assert free_port(preferred=port) != port
+    assert free_port(preferred=port) == port
 
 
 def test_course_lab_lab_names_a_missing_folder(tmp_path, capsys):
