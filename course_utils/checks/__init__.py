@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from typing import Callable, Iterator
 
 
@@ -36,3 +37,23 @@ def forbid_calls(*references: Callable, reason: str) -> Iterator[None]:
         sys.setprofile(previous)
     if called:
         raise AssertionError(f"your function calls {called[0]}; {reason}")
+
+
+def call_student(function: Callable, *args, what: str, forbid: tuple[Callable, ...] = (), reason: str = "",
+                 **kwargs):
+    """`function(*args, **kwargs)` as a hidden test runs a student's function.
+
+    Warnings are silenced (nbgrader scores a test cell that writes to stderr 0), the library's
+    references in `forbid` are off limits (`reason` says what to do instead), and an exception
+    becomes an AssertionError that names the function and the input (`what`).
+    """
+    name = getattr(function, "__name__", "your function")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with forbid_calls(*forbid, reason=reason) if forbid else contextlib.nullcontext():
+                return function(*args, **kwargs)
+        except AssertionError:
+            raise
+        except Exception as err:
+            raise AssertionError(f"{name} raised {type(err).__name__} on {what}: {err}") from err

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import forbid_calls
+from . import call_student
 from .synthetic_adversarial import NUM_CLASSES, _forbidden, check_batch
 
 
@@ -42,21 +42,11 @@ class RecordingNet(nn.Module):
 
 
 def _call(step: Callable, *args, what: str):
-    import warnings
-
     from .. import train
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with forbid_calls(*_forbidden(), train.fit,
-                              reason="write the step yourself: the FGSM perturbation with torch.autograd.grad, "
-                                     "then one optimizer step; course_utils.attacks and fit are the reference"):
-                return step(*args)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"adversarial_training_step raised {type(err).__name__} on {what}: {err}") from err
+    return call_student(step, *args, what=what, forbid=(*_forbidden(), train.fit),
+                        reason="write the step yourself: the FGSM perturbation with torch.autograd.grad, "
+                               "then one optimizer step; course_utils.attacks and fit are the reference")
 
 
 def _input_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

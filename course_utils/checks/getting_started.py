@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from . import forbid_calls
+from . import call_student
 
 
 def _fraction_correct(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -20,9 +20,9 @@ def check_batch_accuracy(batch_accuracy: Callable) -> None:
     logits = torch.randn(50, 7, generator=g)
     labels = torch.randint(0, 7, (50,), generator=g)
     logits_before, labels_before = logits.clone(), labels.clone()
-    with forbid_calls(metrics.accuracy, metrics.topk_accuracy,
-                      reason="write batch_accuracy with tensor operations, not with the library's accuracy"):
-        result = batch_accuracy(logits, labels)
+    result = call_student(batch_accuracy, logits, labels, what="50 random rows of 7 classes",
+                          forbid=(metrics.accuracy, metrics.topk_accuracy),
+                          reason="write batch_accuracy with tensor operations, not with the library's accuracy")
     expected = _fraction_correct(logits, labels)
     assert isinstance(result, float), f"expected a Python float, got {type(result).__name__}"
     assert torch.equal(logits, logits_before) and torch.equal(labels, labels_before), \

@@ -9,26 +9,13 @@ nbgrader scores a test cell that writes to stderr 0.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from . import forbid_calls
+from . import call_student
 
-
-def _call(function: Callable, *args, what: str, **kwargs):
-    """`function(*args, **kwargs)` with warnings silenced; an exception becomes an
-    AssertionError that says on which input it happened."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return function(*args, **kwargs)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"{getattr(function, '__name__', 'your function')} raised {type(err).__name__} on {what}: {err}") from err
 
 
 # --------------------------------------------------------------------------- subset_predictions
@@ -93,7 +80,7 @@ def check_subset_predictions(subset_predictions: Callable) -> None:
     for what, n, n_classes, indices, seed in cases:
         logits = _subset_case(n, n_classes, indices, seed)
         logits_before, indices_before = logits.clone(), type(indices)(indices)
-        result = _as_long_vector(_call(subset_predictions, logits, indices, what=what), n, what)
+        result = _as_long_vector(call_student(subset_predictions, logits, indices, what=what), n, what)
         assert torch.equal(logits, logits_before) and indices == indices_before, \
             f"subset_predictions changed its inputs in place ({what}); use out-of-place operations"
         expected = _subset_reference(logits, indices)
@@ -188,9 +175,10 @@ def check_rms_calibration_error(rms_calibration_error: Callable) -> None:
     for what, n, bin_size, seed in cases:
         confidence, correct = _calibration_case(n, seed)
         conf_before, correct_before = confidence.clone(), correct.clone()
-        with forbid_calls(metrics.calibration_error, reason="write rms_calibration_error yourself, "
-                          "with tensor (or NumPy) operations, not with course_utils.metrics.calibration_error"):
-            result = _call(rms_calibration_error, confidence, correct, bin_size=bin_size, what=what)
+        result = call_student(rms_calibration_error, confidence, correct, bin_size=bin_size, what=what,
+                              forbid=(metrics.calibration_error,),
+                              reason="write rms_calibration_error yourself, with tensor (or NumPy) operations, "
+                                     "not with course_utils.metrics.calibration_error")
         assert torch.equal(confidence, conf_before) and torch.equal(correct, correct_before), \
             f"rms_calibration_error changed its inputs in place ({what}); sort a copy (torch.sort returns new tensors)"
         assert isinstance(result, float), \
@@ -207,13 +195,13 @@ def check_rms_calibration_error(rms_calibration_error: Callable) -> None:
                "weight each bin's squared gap by its share of the examples before the square root."))
 
     # closed forms: always sure and always wrong is 1; matching confidence and accuracy is 0
-    sure_wrong = _call(rms_calibration_error, torch.ones(30), torch.zeros(30, dtype=torch.bool), bin_size=10,
+    sure_wrong = call_student(rms_calibration_error, torch.ones(30), torch.zeros(30, dtype=torch.bool), bin_size=10,
                        what="30 wrong predictions with confidence 1")
     assert isinstance(sure_wrong, float) and abs(sure_wrong - 1.0) < 1e-6, \
         f"confidence 1 on 30 wrong predictions should give 1.0, got {sure_wrong}"
     halves = torch.full((20,), 0.5)
     right = torch.arange(20) % 2 == 0
-    calibrated = _call(rms_calibration_error, halves, right, bin_size=20,
+    calibrated = call_student(rms_calibration_error, halves, right, bin_size=20,
                        what="20 predictions with confidence 0.5, half of them right")
     assert abs(calibrated - 0.0) < 1e-6, \
         f"confidence 0.5 with half of the predictions right is perfectly calibrated (0.0), got {calibrated}"

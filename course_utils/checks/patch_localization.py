@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from . import forbid_calls
+from . import call_student
 
 NEIGHBOR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 LABEL_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
@@ -48,16 +48,12 @@ def _call(patch_pair: Callable, image: torch.Tensor, label: int, patch_size: int
     from .. import augment
 
     before = image.clone()
-    with forbid_calls(augment.PatchLocalization.sample, augment.PatchLocalization.__call__, augment._gather_patches,
-                      reason="write patch_pair yourself with slicing, not with the library's PatchLocalization"):
-        try:
-            out = patch_pair(image, label, patch_size, gap, jitter=jitter, generator=generator)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(
-                f"patch_pair(image of shape {tuple(image.shape)}, label={label}, patch_size={patch_size}, gap={gap}, "
-                f"jitter={jitter}) raised {type(err).__name__}: {err}") from err
+    out = call_student(patch_pair, image, label, patch_size, gap, jitter=jitter, generator=generator,
+                       what=f"an image of shape {tuple(image.shape)}, label={label}, patch_size={patch_size}, "
+                            f"gap={gap}, jitter={jitter}",
+                       forbid=(augment.PatchLocalization.sample, augment.PatchLocalization.__call__,
+                               augment._gather_patches),
+                       reason="write patch_pair yourself with slicing, not with the library's PatchLocalization")
     assert torch.equal(image, before), "patch_pair changed the image in place; slicing alone leaves it as it was"
     assert isinstance(out, (tuple, list)) and len(out) == 2, \
         f"patch_pair should return a pair (center, neighbor), got {type(out).__name__}"

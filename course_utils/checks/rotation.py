@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from . import forbid_calls
+from . import call_student
 
 DEGREES = ("0", "90", "180", "270")
 
@@ -14,15 +14,9 @@ def _call(rotate_batch: Callable, x: torch.Tensor):
     from .. import augment
 
     before = x.clone()
-    with forbid_calls(augment.rotate_batch, augment.rotation_batch_transform,
-                      reason="write rotate_batch yourself with torch.rot90, not with the library's rotate_batch"):
-        try:
-            out = rotate_batch(x)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"rotate_batch raised {type(err).__name__} on a batch of shape {tuple(x.shape)}: "
-                                 f"{err}") from err
+    out = call_student(rotate_batch, x, what=f"a batch of shape {tuple(x.shape)}",
+                       forbid=(augment.rotate_batch, augment.rotation_batch_transform),
+                       reason="write rotate_batch yourself with torch.rot90, not with the library's rotate_batch")
     assert torch.equal(x, before), \
         "rotate_batch changed its input in place; build the rotated batch in a new tensor and leave x as it was"
     assert isinstance(out, (tuple, list)) and len(out) == 2, \

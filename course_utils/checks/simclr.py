@@ -7,7 +7,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import forbid_calls
+from . import call_student
+
+REASON = "write nt_xent_loss yourself with tensor operations, not with the library's nt_xent"
 
 
 def reference_nt_xent(z1: np.ndarray, z2: np.ndarray, temperature: float) -> float:
@@ -26,15 +28,8 @@ def reference_nt_xent(z1: np.ndarray, z2: np.ndarray, temperature: float) -> flo
 
 def _value(nt_xent_loss: Callable, z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
     before = (z1.clone(), z2.clone())
-    with forbid_calls(*_library(),
-                      reason="write nt_xent_loss yourself with tensor operations, not with the library's nt_xent"):
-        try:
-            loss = nt_xent_loss(z1, z2, temperature)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"nt_xent_loss(z1, z2, temperature={temperature}) with z1, z2 of shape "
-                                 f"{tuple(z1.shape)} raised {type(err).__name__}: {err}") from err
+    loss = call_student(nt_xent_loss, z1, z2, temperature, what=f"z1, z2 of shape {tuple(z1.shape)}, "
+                        f"temperature={temperature}", forbid=tuple(_library()), reason=REASON)
     assert torch.equal(z1, before[0]) and torch.equal(z2, before[1]), \
         "nt_xent_loss changed z1 or z2 in place; normalize into new tensors (F.normalize returns a new one)"
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0, (
@@ -98,8 +93,8 @@ def check_nt_xent_loss(nt_xent_loss: Callable) -> None:
 
     # 5. gradients flow to both views (training calls loss.backward())
     a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
-    with forbid_calls(*_library(), reason="write nt_xent_loss yourself, not with the library's nt_xent"):
-        loss = nt_xent_loss(a, b, 0.5)
+    loss = call_student(nt_xent_loss, a, b, 0.5, what="z1, z2 that require gradients", forbid=tuple(_library()),
+                        reason=REASON)
     assert isinstance(loss, torch.Tensor) and loss.requires_grad, \
         "the loss has no gradient: compute it with torch operations only (no .item(), .numpy() or .detach())"
     loss.backward()
