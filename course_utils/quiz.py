@@ -17,18 +17,15 @@ import io
 import torch
 
 from .augment import PatchLocalization
+from .viz import imshow_tensor
 
 GREEN, RED = "#1a9850", "#d73027"
 POSITION_NAMES = PatchLocalization.LABEL_NAMES
 ARROWS = ("↖", "↑", "↗", "←", "→", "↙", "↓", "↘")
 
 
-def _to_hwc(image: torch.Tensor):
-    return image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-
-
 def _framed(ax, patch: torch.Tensor, color: str, title: str | None = None) -> None:
-    ax.imshow(_to_hwc(patch))
+    imshow_tensor(ax, patch)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -42,7 +39,7 @@ def draw_patch_boxes(ax, image: torch.Tensor, center_yx, neighbor_yx, patch_size
     """`image` with a green box on the centre patch and a red one on the neighbour (top-left (row, col))."""
     from matplotlib.patches import Rectangle
 
-    ax.imshow(_to_hwc(image))
+    imshow_tensor(ax, image)
     for (r, c), color in ((center_yx, GREEN), (neighbor_yx, RED)):
         ax.add_patch(Rectangle((int(c) - 0.5, int(r) - 0.5), patch_size, patch_size, fill=False, edgecolor=color,
                                linewidth=2.5))

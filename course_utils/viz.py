@@ -6,12 +6,20 @@ from typing import Sequence
 import torch
 
 
+def imshow_tensor(ax, image: torch.Tensor) -> None:
+    """Draw one image (C, H, W) with values in [0, 1] on `ax`: RGB as is, one channel in gray."""
+    img = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    if img.shape[-1] == 1:
+        ax.imshow(img.squeeze(-1), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(img)
+
+
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, ncols: int = 8, scale: float = 1.4,
                 suptitle: str | None = None):
     """A grid of images (N, C, H, W) in [0, 1], one optional title each; returns the figure."""
     import matplotlib.pyplot as plt
 
-    images = images.detach().float().cpu().clamp(0, 1)
     n = len(images)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
@@ -20,8 +28,7 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            img = images[i].permute(1, 2, 0).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            imshow_tensor(ax, images[i])
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
     if suptitle:
@@ -88,8 +95,7 @@ def show_adversarial_example(x: torch.Tensor, x_adv: torch.Tensor, clean_probs: 
         (x_adv, "adversarial\n" + _prediction_title(adv_probs, classes, "prediction: ")),
     ]
     for ax, (img, title) in zip(axes, panels):
-        img = img.clamp(0, 1).permute(1, 2, 0).numpy()
-        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        imshow_tensor(ax, img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig = axes[0].figure
