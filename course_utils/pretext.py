@@ -32,15 +32,11 @@ from .train import History, fit
 
 TASKS = ("rotation", "patch_localization", "simclr")
 SMALL_CNN_READOUT = 2
+ENCODERS = {"quick": "small_cnn", "grade": "small_cnn", "full": "resnet18"}  # per profile, for every task
 
 
-def build_encoder(name: str) -> tuple[nn.Module, int]:
-    """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features) or "resnet18" (CIFAR stem, 512)."""
-    model = _classifier(name)
-    return model.encoder, model.feature_dim
-
-
-def _classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
+def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
+    """The encoder `name` with a classifier head: the supervised baseline a pretext task must beat."""
     if name == "small_cnn":
         return SmallCNN(num_classes, readout=SMALL_CNN_READOUT)
     if name == "resnet18":
@@ -48,9 +44,10 @@ def _classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
     raise ValueError(f"unknown encoder {name!r}: choose 'small_cnn' or 'resnet18'")
 
 
-def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
-    """The same encoder with a classifier head: the supervised baseline a pretext task must beat."""
-    return _classifier(name, num_classes)
+def build_encoder(name: str) -> tuple[nn.Module, int]:
+    """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features) or "resnet18" (CIFAR stem, 512)."""
+    model = build_classifier(name)
+    return model.encoder, model.feature_dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +85,7 @@ def pretext_recipe(task: str, profile: Any) -> PretextRecipe:
     if task not in TASKS:
         raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")
     name = profile.name
-    encoder = {"quick": "small_cnn", "grade": "small_cnn", "full": "resnet18"}[name]
+    encoder = ENCODERS[name]
     grade_steps = profile.max_steps or 2
     if task == "rotation":
         steps, batch, lr = {"quick": (80, 32, 3e-3), "full": (1000, 128, 2e-3), "grade": (grade_steps, 8, 3e-3)}[name]
@@ -217,7 +214,7 @@ def load_or_train_supervised(profile: Any, labelled_sets, test_set, *, seed: int
     from .train import evaluate
 
     setup = few_label_setup(profile)
-    encoder_name = pretext_recipe("rotation", profile).encoder
+    encoder_name = ENCODERS[profile.name]
     num_classes = len(test_set.classes)
     make = lambda: build_classifier(encoder_name, num_classes)  # noqa: E731
     configs = [{"encoder": encoder_name, "per_class": setup.per_class, "draw": d, "draw_seed": seed + d,
