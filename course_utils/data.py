@@ -239,4 +239,4 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, dev
     )
 
 
-from .imagenet_a import ImageNetA  # noqa: E402  (DESIGN.md's public name course_utils.data.ImageNetA)
+from .imagenet_a import ImageNetA  # noqa: E402,F401  (DESIGN.md's public name course_utils.data.ImageNetA)

@@ -1,4 +1,6 @@
 """Notebook 02's hidden checks accept the solution and reject the usual mistakes."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -253,7 +255,7 @@ def test_targeted_mistakes_fail(mistake):
     ("calls course_utils.attacks.fgsm", "course_utils.attacks.fgsm"),
 ])
 def test_fgsm_failures_name_the_mistake(mistake, message):
-    with pytest.raises(AssertionError, match=__import__("re").escape(message)):
+    with pytest.raises(AssertionError, match=re.escape(message)):
         check_fgsm_attack(FGSM_WRONG[mistake])
 
 
@@ -266,7 +268,7 @@ def test_fgsm_failures_name_the_mistake(mistake, message):
     ("wrong gradient sign", "against the gradient"),
 ])
 def test_pgd_failures_name_the_mistake(mistake, message):
-    with pytest.raises(AssertionError, match=__import__("re").escape(message)):
+    with pytest.raises(AssertionError, match=re.escape(message)):
         check_pgd_attack(PGD_WRONG[mistake])
 
 

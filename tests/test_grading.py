@@ -3,7 +3,6 @@ bad submissions cost only their own points, and hidden checks stay hidden."""
 import csv
 import html
 import json
-import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

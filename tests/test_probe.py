@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_utils.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from course_utils.data import ImageTensorDataset, load_digits, make_loader
+from course_utils.data import load_digits, make_loader
 from course_utils.models import SmallCNN
 from course_utils.probe import FewLabelResult, few_label_probe, few_label_supervised, label_draws, probe_accuracy
 from course_utils.train import linear_probe
