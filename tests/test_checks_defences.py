@@ -48,7 +48,7 @@ def wong_reference(model, optimizer, x, y, eps, alpha):
 
 def make_step(*, random_start=True, step="alpha", sign=1.0, project=True, clamp=True, train_on="adv",
               train_mode=True, zero_grad="before_update", attack_backward=False, returns="float",
-              start="uniform", inplace=False, grad_at="start"):
+              start="uniform", inplace=False, grad_at="start", step_from="clamped_start"):
     """The solution with one mistake switched on."""
     def step_fn(model, optimizer, x, y, eps, alpha):
         if zero_grad == "first":
@@ -66,7 +66,8 @@ def make_step(*, random_start=True, step="alpha", sign=1.0, project=True, clamp=
             point = x_start if grad_at == "start" else x.clone().requires_grad_(True)
             grad = torch.autograd.grad(F.cross_entropy(model(point), y), point)[0]
         size = alpha if step == "alpha" else eps
-        delta = x_start.detach() - x + sign * size * grad.sign()
+        base = x_start.detach() - x if step_from == "clamped_start" else delta  # "draw": the unclamped draw
+        delta = base + sign * size * grad.sign()
         if project:
             delta = delta.clamp(-eps, eps)
         x_adv = (x + delta)
@@ -130,6 +131,8 @@ WRONG = {
     "zeroed before the attack's backward only": make_step(zero_grad="first", attack_backward=True),
     "attack backward, never zeroed": make_step(zero_grad="never", attack_backward=True),
     "gradient at clean x": make_step(grad_at="x"),
+    # the literal reading of the exercise text before it said that delta is clamped first
+    "steps from the unclamped uniform draw": make_step(step_from="draw"),
     "returns a tensor": make_step(returns="tensor"),
     "returns the clean loss after the step": make_step(returns="clean_loss"),
     "changes x in place": make_step(inplace=True),
@@ -169,6 +172,7 @@ def test_typical_mistakes_fail(mistake):
     ("gradients never zeroed", "left over"),
     ("zeroed before the attack's backward only", "attack's backward"),
     ("calls AdversarialTransform", "AdversarialTransform"),
+    ("steps from the unclamped uniform draw", "Step from the clamped start of step 1"),
 ])
 def test_failures_name_the_mistake(mistake, message):
     with pytest.raises(AssertionError, match=re.escape(message)):

@@ -71,6 +71,11 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
     return a.shape == b.shape and float(((a - b).abs() > atol).float().mean()) <= 0.005
 
 
+def _close_outside(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> bool:
+    """`a` and `b` agree wherever `mask` is False, and `mask` is where they differ."""
+    return a.shape == b.shape and bool(mask.any()) and _close(a[~mask], b[~mask])
+
+
 def _grads_close(got: list, want: list) -> bool:
     return all(g is not None and torch.allclose(g, w, rtol=1e-4, atol=1e-6) for g, w in zip(got, want))
 
@@ -158,9 +163,13 @@ def _check_one(step: Callable, *, eps: float, alpha: float, seed: int, model_mod
             hint = "It trains on the random start itself; take the FGSM step from it"
         elif _close(x_used, _fgsm_from(net, x_before, y, start, eps, alpha, at=x_before)):
             hint = "It takes the gradient at the clean x; take it at the random start x + delta"
+        elif _close_outside(x_used, expected, (start <= 0) | (start >= 1)):
+            hint = ("It differs only where the start x + delta sits at 0 or 1: it steps from the uniform draw. Step "
+                    "from the clamped start of step 1, delta = (x + delta).clamp(0, 1) - x")
         else:
-            hint = ("Expected x_adv = clamp(x + clamp(delta + alpha * sign(grad), -eps, eps), 0, 1), with delta the "
-                    "random start and grad the gradient of the loss at x + delta")
+            hint = ("Expected x_adv = clamp(x + clamp(delta + alpha * sign(grad), -eps, eps), 0, 1), with delta = "
+                    "clamp(x + uniform draw, 0, 1) - x the clamped random start and grad the gradient of the loss at "
+                    "x + delta")
         wrong = int(((x_used - expected).abs() > 1e-5).sum())
         raise AssertionError(f"the images {name} trained on differ from the FGSM-with-random-start images ({what}): "
                              f"{wrong} of {expected.numel()} pixel values differ. {hint}")
