@@ -6,37 +6,18 @@ nbgrader shows hidden test cells in the graded notebook and in the feedback; kee
 expected values and the catalogue of typical mistakes here keeps them out of what students
 get back. Each check raises AssertionError with a message that says what was expected and
 what came back.
+
+At grading time the checks run in the trusted checker, outside the student's sandboxed
+kernel, and the student's function is a `RemoteFunction` proxy (`course_utils.grading`).
 """
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
-from typing import Callable, Iterator
+from typing import Callable
 
-
-@contextlib.contextmanager
-def forbid_calls(*references: Callable, reason: str) -> Iterator[None]:
-    """Fail if any of `references` (Python functions) runs inside the block.
-
-    Watches for their code objects with a profile hook, so it catches every alias a
-    student might use (`from course_utils.metrics import accuracy as acc`, a wrapper, ...).
-    """
-    codes = {ref.__code__: f"{ref.__module__}.{ref.__qualname__}" for ref in references}
-    called: list[str] = []
-
-    def hook(frame, event, arg):
-        if event == "call" and frame.f_code in codes:
-            called.append(codes[frame.f_code])
-
-    previous = sys.getprofile()
-    sys.setprofile(hook)
-    try:
-        yield
-    finally:
-        sys.setprofile(previous)
-    if called:
-        raise AssertionError(f"your function calls {called[0]}; {reason}")
+from ..grading.check_client import forbid_calls
+from ..grading.checker import RemoteFunction
 
 
 def call_student(function: Callable, *args, what: str, forbid: tuple[Callable, ...] = (), reason: str = "",
@@ -47,6 +28,8 @@ def call_student(function: Callable, *args, what: str, forbid: tuple[Callable, .
     references in `forbid` are off limits (`reason` says what to do instead), and an exception
     becomes an AssertionError that names the function and the input (`what`).
     """
+    if isinstance(function, RemoteFunction):  # graded: the function runs in the sandboxed kernel
+        return function.invoke(args, kwargs, what=what, forbid=forbid, reason=reason)
     name = getattr(function, "__name__", "your function")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

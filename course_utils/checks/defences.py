@@ -20,25 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import call_student
+from ..grading.recording import RecordingNet, RecordingSGD
 from .synthetic_adversarial import NUM_CLASSES, _forbidden, check_batch
-
-
-class RecordingNet(nn.Module):
-    """A small CNN on 3x8x8 images that keeps (training flag, input) of every forward pass."""
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = nn.Sequential(
-                nn.Conv2d(3, 6, 3, padding=1), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
-                nn.Linear(6 * 4 * 4, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES),
-            )
-        self.calls: list[tuple[bool, torch.Tensor]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls.append((self.training, x.detach().clone()))
-        return self.net(x)
 
 
 def _call(step: Callable, *args, what: str):
@@ -81,25 +64,22 @@ def _grads_close(got: list, want: list) -> bool:
 
 
 def _run(step: Callable, *, eps: float, alpha: float, seed: int, model_mode: str):
-    model = RecordingNet(seed)
+    model = RecordingNet(NUM_CLASSES, seed)
     model.train(model_mode == "train")
     x, y = check_batch(16, seed=seed)
     x_before = x.clone()
     net_before = copy.deepcopy(model.net)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    optimizer = RecordingSGD(model, lr=0.05)
     g = torch.Generator().manual_seed(99 + seed)
     leftover = []
     for p in model.parameters():  # as if left over from the previous training step
         p.grad = torch.randn(p.shape, generator=g)
         leftover.append(p.grad.clone())
-    at_step = []
-    optimizer.register_step_pre_hook(lambda opt, args, kwargs: at_step.append(
-        (len(model.calls), [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()])))
     what = f"eps={eps}, alpha={alpha}, a batch of {len(x)} images, the model given in {model_mode} mode"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234 + seed)
         result = _call(step, model, optimizer, x, y, eps, alpha, what=what)
-    return model, x, y, x_before, net_before, leftover, at_step, result, what
+    return model, x, y, x_before, net_before, leftover, optimizer.steps, result, what
 
 
 def check_adversarial_training_step(adversarial_training_step: Callable) -> None:

@@ -12,7 +12,6 @@ it matches (wrong gradient sign, no projection, ...).
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Callable
 
 import torch
@@ -57,19 +56,14 @@ def check_batch(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return x, y
 
 
-def _forbidden() -> list[Callable]:
-    """The library's attacks and their internals (and torchattacks' if the student imported it)."""
+def _forbidden() -> list:
+    """The library's attacks and their internals, and torchattacks' (as "module:qualname": they
+    count only if the student imported torchattacks; never imported here, it can warn)."""
     from .. import attacks
 
-    refs = [attacks.fgsm, attacks.pgd, attacks._pgd, attacks._loss_gradient, attacks._LinfBall.direction,
-            attacks._LinfBall.project, attacks._LinfBall.sample, attacks.AdversarialTransform.__call__]
-    if "torchattacks" in sys.modules:  # never imported here: importing it can warn (stderr scores 0)
-        ta = sys.modules["torchattacks"]
-        for cls in ("FGSM", "PGD", "PGDL2", "FFGSM", "BIM"):
-            forward = getattr(getattr(ta, cls, None), "forward", None)
-            if hasattr(forward, "__code__"):
-                refs.append(forward)
-    return refs
+    return [attacks.fgsm, attacks.pgd, attacks._pgd, attacks._loss_gradient, attacks._LinfBall.direction,
+            attacks._LinfBall.project, attacks._LinfBall.sample, attacks.AdversarialTransform.__call__,
+            *(f"torchattacks:{cls}.forward" for cls in ("FGSM", "PGD", "PGDL2", "FFGSM", "BIM"))]
 
 
 REASON = ("write the attack yourself with torch.autograd.grad; course_utils.attacks (and torchattacks) "
