@@ -44,9 +44,15 @@ def _cmd_fetch_data(args: argparse.Namespace) -> int:
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
     from .grading.autograde import autograde
+    from .grading.sandbox import SandboxUnavailable
 
-    results = autograde(args.submissions, args.out, course_root=args.course_root, workers=args.workers,
-                        timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern)
+    try:
+        results = autograde(args.submissions, args.out, course_root=args.course_root, workers=args.workers,
+                            timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern,
+                            sandboxed=not args.no_sandbox)
+    except SandboxUnavailable as err:
+        print(f"course-lab autograde: refusing to grade: {err}", file=sys.stderr)
+        return 2
     print(f"Graded {len(results)} students: {args.out}/grades.csv, {args.out}/report.txt, {args.out}/feedback/")
     return 0
 
@@ -125,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(<student_id>/lab4/*.ipynb) or zip files as an LMS exports them; a zip's student id is its "
                     "file name up to the first '_', '-' or '.' (jdoe_lab4.zip -> jdoe) unless --id-pattern says "
                     "otherwise. Writes OUT/grades.csv, OUT/feedback/<student_id>/*.html and OUT/report.txt; "
-                    "run again, only changed submissions are graded again.")
+                    "run again, only changed submissions are graded again. Every student's kernel runs in a "
+                    "bubblewrap sandbox, and points come from hidden checks run outside it.")
     grade.add_argument("submissions", metavar="SUBMISSIONS", help="folder of student folders or zip files")
     grade.add_argument("--out", required=True, metavar="OUT", help="output folder")
     grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
@@ -137,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--id-pattern", metavar="REGEX",
                        help="regular expression with a group named 'student' applied to zip file names")
     grade.add_argument("--course-root", default=".", help="folder holding nbgrader_config.py and solutions/ (default: .)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="grade without the bubblewrap sandbox (students' code then runs with your rights; the "
+                            "report's first line says so). Only for submissions you trust")
     grade.set_defaults(func=_cmd_autograde)
 
     lab = sub.add_parser("lab", help="open the student notebooks in JupyterLab and print the address to open",

@@ -1,11 +1,16 @@
 """Autograding a class with nbgrader: one course folder and gradebook per student.
 
 nbgrader grades one submission after another and its SQLite gradebook takes no concurrent
-writers, so each student is graded in a copy of a prepared course folder (solutions and a
-gradebook made once by `generate_assignment`) by a job that any
-`concurrent.futures.Executor` can run: a local process pool by default, dask.distributed's
-`Client.get_executor()` or a batch scheduler's executor when a course outgrows one machine.
-The results are merged into `grades.csv`, per-student feedback and `report.txt`.
+writers, so each student is graded in a copy of a prepared course folder (`template.py`) by
+a job that any `concurrent.futures.Executor` can run: a local process pool by default,
+dask.distributed's `Client.get_executor()` or a batch scheduler's executor when a course
+outgrows one machine. The results are merged into `grades.csv`, per-student feedback and
+`report.txt`.
+
+Trust (docs/grading.md): nbgrader and the checker run as the TA; the student's kernel runs in
+a bubblewrap sandbox (`sandbox.py`) and can reach nothing but its own scratch space and the
+checker's socket. A test cell's points need the trusted checker's verdict (`checker.py`),
+and are read outside the sandbox (`scores.py`).
 
 Robustness: each cell has a time limit (nbgrader interrupts it and goes on); the kernel's
 address space is limited, so a memory hog gets a MemoryError; if a kernel dies (os._exit, a
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import flags, sandbox, scores, template as course_template
 from .submissions import Submission, read_submissions
 
 ASSIGNMENT = "lab4"
@@ -50,6 +56,7 @@ class GradingJob:
     feedback_dir: str
     timeout: int
     memory_limit_gb: float
+    isolate: bool = True  # False only with --no-sandbox
 
 
 @dataclasses.dataclass
@@ -62,15 +69,20 @@ class StudentResult:
     digest: str
 
 
-def _env(course: Path) -> dict[str, str]:
+def _env(course: Path, template: Path | None = None, ipc_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("LAB_PROFILE", None)  # nbgrader sets NBGRADER_EXECUTION, which selects the grade profile
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["COURSE_DATA_DIR"] = str(course / "data")  # a student's checkpoints never reach another's run
+    env["COURSE_DATA_DIR"] = str(course / "data")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = "1"  # one core per grading worker: workers scale, threads would fight
     env["MPLBACKEND"] = "Agg"
     env["PYTHONWARNINGS"] = "ignore"  # a warning on stderr would score a test cell 0
+    if template is not None:
+        env["JUPYTER_PATH"] = str(template / "jupyter")  # the sandboxed kernelspec
+    if ipc_dir is not None:
+        env["JUPYTER_RUNTIME_DIR"] = str(ipc_dir)  # connection files where the sandbox sees them
+        env[sandbox.SPEC_ENV] = str(course / "sandbox.json")
     return env
 
 
@@ -81,11 +93,17 @@ def _limit_memory(gb: float):
     return apply
 
 
-def _nbgrader(course: Path, args: list[str], *, timeout: float, memory_limit_gb: float | None = None) -> tuple[int, str]:
-    """Run one nbgrader command in `course`; kill its whole process group on timeout."""
-    cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=INFO"]
-    proc = subprocess.Popen(cmd, cwd=course, env=_env(course), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True,
+def _nbgrader(course: Path, args: list[str], *, timeout: float, memory_limit_gb: float | None = None,
+              checks: Path | None = None, verdicts: Path | None = None, env: dict | None = None) -> tuple[int, str]:
+    """Run one nbgrader command in `course` (with the student's checker when `checks` is given);
+    kill its whole process group on timeout (the sandbox dies with it)."""
+    if checks is not None:
+        cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run", "--checks", str(checks), "--verdicts",
+               str(verdicts), "--", *args, "--log-level=INFO"]
+    else:
+        cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=INFO"]
+    proc = subprocess.Popen(cmd, cwd=course, env=env or _env(course), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_limit_memory(memory_limit_gb) if memory_limit_gb else None)
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -107,6 +125,7 @@ def prepare_template(course_root: str | Path, template: str | Path) -> Path:
                                      f"--CourseDirectory.release_directory={template / 'release'}"], timeout=600)
     if code != 0 or not (template / "gradebook.db").exists():
         raise RuntimeError(f"nbgrader generate_assignment failed in {template}:\n{log[-3000:]}")
+    course_template.finish_template(course_root, template)
     return template
 
 
@@ -138,35 +157,26 @@ def _diagnose(autograded: Path, stem: str) -> list[str]:
     return problems
 
 
-def _read_scores(course: Path, sid: str, stems: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-    """Autograded points per notebook, and the points each test cell of a submitted notebook lost."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    scores, lost = {}, {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        try:
-            submission = gb.find_submission(ASSIGNMENT, sid)
-        except MissingEntry:
-            return scores, lost
-        for nb in submission.notebooks:
-            scores[nb.name] = float(nb.code_score)
-            if nb.name not in stems:  # missing notebooks are reported as missing, not cell by cell
-                continue
-            for grade in nb.grades:
-                if grade.max_score and grade.auto_score is not None and grade.auto_score < grade.max_score:
-                    lost[f"{nb.name}/{grade.name}"] = float(grade.max_score - grade.auto_score)
-                elif grade.max_score and grade.auto_score is None and grade.cell_type == "code":
-                    lost[f"{nb.name}/{grade.name}"] = float(grade.max_score)
-    return scores, lost
+def _kernel_options(ipc_dir: Path, timeout: int) -> list[str]:
+    """nbgrader's kernels: always the sandboxed kernelspec, over IPC sockets in the student's folder."""
+    return ["--force", f"--ExecutePreprocessor.timeout={timeout}",
+            f"--ExecutePreprocessor.kernel_name={sandbox.KERNEL_NAME}",
+            "--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}"]
 
 
 def grade_student(job: GradingJob) -> StudentResult:
     """Grade one student in a fresh copy of the template course (runs in a worker)."""
     start = time.perf_counter()
     sid, problems = job.student_id, list(job.problems)
+    template = Path(job.template)
     course = Path(job.work_dir) / sid
     shutil.rmtree(course, ignore_errors=True)
-    shutil.copytree(job.template, course, ignore=shutil.ignore_patterns("release"))
+    shutil.copytree(template, course, ignore=shutil.ignore_patterns("release", "site", "jupyter", "etc"))
+    # short: Unix socket paths are limited to about 100 bytes
+    ipc_dir = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    sandbox.SandboxSpec(str(ipc_dir), str(template / "site"), str(template / "etc"),
+                        memory_limit_gb=job.memory_limit_gb, isolate=job.isolate).write(course / "sandbox.json")
+    env = _env(course, template, ipc_dir)
     submitted = course / "submitted" / sid / ASSIGNMENT
     submitted.mkdir(parents=True)
     for name, text in job.notebooks.items():
@@ -174,87 +184,131 @@ def grade_student(job: GradingJob) -> StudentResult:
     autograded = course / "autograded" / sid / ASSIGNMENT
     stems = [Path(n).stem for n in job.notebooks]
     limit = job.timeout * 20 + 120  # the whole submission; cells are limited to job.timeout each
-    options = ["--force", f"--ExecutePreprocessor.timeout={job.timeout}"]
-    if stems:
-        code, log = _nbgrader(course, ["autograde", ASSIGNMENT, "--student", sid, *options],
-                              timeout=limit * len(stems), memory_limit_gb=job.memory_limit_gb)
-        if code == 0 and "There was an error processing" not in log:
-            for stem in stems:
-                problems += _diagnose(autograded, stem)
-        else:
-            # nbgrader drops the whole assignment when one notebook fails: isolate the culprit
-            kept = course / "kept"
-            kept.mkdir()
-            for stem in stems:
-                code, log = _nbgrader(course, ["autograde", ASSIGNMENT, "--student", sid, "--notebook", stem,
-                                               *options], timeout=limit, memory_limit_gb=job.memory_limit_gb)
-                if code == 0 and "There was an error processing" not in log:
+    options = _kernel_options(ipc_dir, job.timeout)
+    run = dict(memory_limit_gb=job.memory_limit_gb, checks=course / "checks.json", env=env)
+    verdict_files = []
+    try:
+        if stems:
+            verdict_files.append(course / "verdicts.json")
+            code, log = _nbgrader(course, ["autograde", ASSIGNMENT, "--student", sid, *options],
+                                  timeout=limit * len(stems), verdicts=verdict_files[-1], **run)
+            if code == 0 and "There was an error processing" not in log:
+                for stem in stems:
                     problems += _diagnose(autograded, stem)
-                    shutil.copy(autograded / f"{stem}.ipynb", kept / f"{stem}.ipynb")
-                elif "DeadKernelError" in log or "Kernel died" in log:
-                    problems.append(f"{stem}: the kernel died (os._exit, a crash or out of memory); scored 0")
-                elif code == -9:
-                    problems.append(f"{stem}: grading took longer than {limit} s and was stopped; scored 0")
-                else:
-                    tail = log.strip().splitlines()[-1] if log.strip() else "no output"
-                    problems.append(f"{stem}: nbgrader could not grade it ({tail[:200]}); scored 0")
-            autograded.mkdir(parents=True, exist_ok=True)
-            for f in kept.glob("*.ipynb"):
-                shutil.copy(f, autograded / f.name)
-    scores, lost = _read_scores(course, sid, stems)
-    target = Path(job.feedback_dir) / sid  # made even when empty: it marks the student as graded
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    if stems and autograded.is_dir() and any(autograded.glob("*.ipynb")):
-        _nbgrader(course, ["generate_feedback", ASSIGNMENT, "--student", sid, "--force"], timeout=600)
-        for f in (course / "feedback" / sid / ASSIGNMENT).glob("*.html"):
-            shutil.copy(f, target / f.name)
-    shutil.rmtree(course, ignore_errors=True)
-    return StudentResult(sid, scores, lost, problems, round(time.perf_counter() - start, 1), job.digest)
+            else:
+                # nbgrader drops the whole assignment when one notebook fails: isolate the culprit
+                kept = course / "kept"
+                kept.mkdir()
+                for stem in stems:
+                    verdict_files.append(course / f"verdicts-{stem}.json")
+                    code, log = _nbgrader(course, ["autograde", ASSIGNMENT, "--student", sid, "--notebook", stem,
+                                                   *options], timeout=limit, verdicts=verdict_files[-1], **run)
+                    if code == 0 and "There was an error processing" not in log:
+                        problems += _diagnose(autograded, stem)
+                        shutil.copy(autograded / f"{stem}.ipynb", kept / f"{stem}.ipynb")
+                    elif "DeadKernelError" in log or "Kernel died" in log:
+                        problems.append(f"{stem}: the kernel died (os._exit, a crash or out of memory); scored 0")
+                    elif code == -9:
+                        problems.append(f"{stem}: grading took longer than {limit} s and was stopped; scored 0")
+                    else:
+                        problems.append(f"{stem}: {_nbgrader_refusal(log)}; scored 0")
+                autograded.mkdir(parents=True, exist_ok=True)
+                for f in kept.glob("*.ipynb"):
+                    shutil.copy(f, autograded / f.name)
+        verdicts, stray = scores.read_verdicts(verdict_files)
+        problems += [f"suspicious: {s}" for s in stray]
+        graded = [s for s in stems if (autograded / f"{s}.ipynb").exists()]
+        points = json.loads((course / "points.json").read_text())
+        cells = scores.cell_points(course, sid, graded, points, verdicts)
+        result_scores = {stem: sum(cells.get(stem, {}).values()) for stem in stems}
+        lost = {f"{stem}/{g}": points[stem][g] - got for stem in graded for g, got in cells[stem].items()
+                if got < points[stem][g]}
+        target = Path(job.feedback_dir) / sid  # made even when empty: it marks the student as graded
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        if graded:
+            secrets = [str(p) for p in (course, template, Path(job.work_dir), ipc_dir, Path.cwd(), Path.home(),
+                                        Path(sys.prefix), Path(sys.base_prefix), Path(tempfile.gettempdir()))]
+            for stem in graded:
+                scores.clean_for_feedback(autograded / f"{stem}.ipynb", verdicts, secrets)
+            _nbgrader(course, ["generate_feedback", ASSIGNMENT, "--student", sid, "--force",
+                               "--HTMLExporter.sanitize_html=True"], timeout=600, env=env)
+            for f in (course / "feedback" / sid / ASSIGNMENT).glob("*.html"):
+                shutil.copy(f, target / f.name)
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+    return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest)
 
 
-def _template_digest(course_root: Path, timeout: int, memory_limit_gb: float) -> str:
-    h = hashlib.sha256(f"{timeout}/{memory_limit_gb}".encode())
-    for p in sorted((course_root / "solutions" / ASSIGNMENT).glob("*.ipynb")) + [course_root / "nbgrader_config.py"]:
+def _nbgrader_refusal(log: str) -> str:
+    """nbgrader's refusal in words a student and a TA understand."""
+    if "has been modified" in log or "checksum" in log.lower():
+        return "nbgrader refused it: a test cell was changed into another kind of cell or lost its metadata"
+    if "duplicate" in log.lower() and "grade" in log.lower():
+        return "nbgrader refused it: two cells carry the same grade id (copied test cells)"
+    if "missing" in log.lower() and "cell" in log.lower():
+        return "nbgrader refused it: a cell of the released notebook is missing or was changed"
+    return "nbgrader could not grade it (the notebook's cell structure is broken)"
+
+
+def _template_digest(course_root: Path, timeout: int, memory_limit_gb: float, isolate: bool) -> str:
+    h = hashlib.sha256(f"{timeout}/{memory_limit_gb}/{isolate}".encode())
+    checks = sorted((course_root / "course_utils" / "checks").glob("*.py"))
+    for p in sorted((course_root / "solutions" / ASSIGNMENT).glob("*.ipynb")) + [course_root / "nbgrader_config.py"] \
+            + checks:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
 def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Path = ".", workers: int = 1,
               timeout: int = 60, memory_limit_gb: float = 6.0, id_pattern: str | None = None,
-              executor: concurrent.futures.Executor | None = None, progress: bool = True) -> list[StudentResult]:
+              executor: concurrent.futures.Executor | None = None, progress: bool = True,
+              sandboxed: bool = True) -> list[StudentResult]:
     """Grade every submission under `submissions`; write grades.csv, feedback/ and report.txt to `out`.
 
-    Students whose submission (and the lab's solutions) did not change since the last run
-    into the same `out` are not graded again.
+    Every kernel runs in a bubblewrap sandbox; without bubblewrap this refuses to grade
+    (`SandboxUnavailable`) unless `sandboxed=False` (`--no-sandbox`), and then the report
+    says so in its first line. Students whose submission (and the lab's solutions and
+    checks) did not change since the last run into the same `out` are not graded again.
     """
     from tqdm.auto import tqdm
 
     from .submissions import DEFAULT_ID_PATTERN
 
+    if sandboxed:
+        sandbox.require_bubblewrap()
     course_root, out = Path(course_root).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    lab_digest = _template_digest(course_root, timeout, memory_limit_gb)
+    lab_digest = _template_digest(course_root, timeout, memory_limit_gb, sandboxed)
+    class_problems: list[str] = []
 
     with tempfile.TemporaryDirectory(prefix="course-lab-autograde-") as tmp:
         tmp = Path(tmp)
         template = prepare_template(course_root, tmp / "template")
-        maxima, written = max_scores(template)
-        subs: list[Submission] = read_submissions(submissions, template / "release" / ASSIGNMENT,
-                                                  id_pattern=id_pattern or DEFAULT_ID_PATTERN)
+        points = json.loads((template / "points.json").read_text())
+        maxima = {nb: sum(cells.values()) for nb, cells in points.items()}
+        _, written = max_scores(template)
+        release = template / "release" / ASSIGNMENT
+        subs: list[Submission] = read_submissions(submissions, release, id_pattern=id_pattern or DEFAULT_ID_PATTERN,
+                                                  report=class_problems)
+        release_sources = {c.source.strip() for p in release.glob("*.ipynb")
+                           for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"}
         results: dict[str, StudentResult] = {}
         jobs = []
         for sub in subs:
+            hints = [f"suspicious: {hint}" for name, text in sub.notebooks.items()
+                     for hint in flags.suspicious_cells(text, release_sources, name)]
             digest = f"{lab_digest}:{sub.digest}"
             previous = state.get(sub.student_id)
             if previous and previous["digest"] == digest and (out / "feedback" / sub.student_id).is_dir():
                 results[sub.student_id] = StudentResult(**previous)
                 continue
-            jobs.append(GradingJob(sub.student_id, sub.notebooks, sub.problems, digest, str(template),
-                                   str(tmp / "work"), str(out / "feedback"), timeout, memory_limit_gb))
+            jobs.append(GradingJob(sub.student_id, sub.notebooks, sub.problems + hints, digest, str(template),
+                                   str(tmp / "work"), str(out / "feedback"), timeout, memory_limit_gb, sandboxed))
         own = executor is None
         executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers)
         try:
@@ -278,7 +332,8 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     state = {r.student_id: dataclasses.asdict(r) for r in ordered if not any("grading failed" in p for p in r.problems)}
     state_path.write_text(json.dumps(state, indent=1))
     write_grades(ordered, maxima, out / "grades.csv")
-    write_report(ordered, maxima, out / "report.txt", written=written)
+    write_report(ordered, maxima, out / "report.txt", written=written, sandboxed=sandboxed,
+                 class_problems=class_problems)
     return ordered
 
 
@@ -296,11 +351,17 @@ def write_grades(results: list[StudentResult], maxima: dict[str, float], path: P
             writer.writerow([r.student_id, *(f"{v:g}" for v in row), f"{sum(row):g}", f"{sum(maxima.values()):g}"])
 
 
-def write_report(results: list[StudentResult], maxima: dict[str, float], path: Path, *, written: float = 0.0) -> None:
-    """Per student: the total, points lost per test cell, and what went wrong."""
+def write_report(results: list[StudentResult], maxima: dict[str, float], path: Path, *, written: float = 0.0,
+                 sandboxed: bool = True, class_problems: list[str] | None = None) -> None:
+    """Per student: the total (as in grades.csv), points lost per test cell, and what went wrong."""
     total = sum(maxima.values())
-    lines = [f"Lab 4 autograde report: {len(results)} students, {total:g} autograded points "
-             f"(and {written:g} points of written answers, graded by hand in formgrader)", ""]
+    lines = [] if sandboxed else [
+        "WARNING: NOT SANDBOXED (--no-sandbox): students' code ran with the grader's rights; these grades are only "
+        "as trustworthy as the submissions", ""]
+    lines += [f"Lab 4 autograde report: {len(results)} students, {total:g} autograded points "
+              f"(and {written:g} points of written answers, graded by hand in formgrader)", ""]
+    if class_problems:
+        lines += ["Submissions not graded or renamed:", *(f"    ! {p}" for p in class_problems), ""]
     for r in results:
         score = sum(r.scores.get(nb, 0.0) for nb in maxima)
         lines.append(f"{r.student_id}: {score:g} / {total:g}  ({r.seconds:.0f} s)")

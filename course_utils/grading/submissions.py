@@ -12,6 +12,11 @@ release's file names (a renamed copy such as `02_synthetic (1).ipynb` is recogni
 number), outputs are dropped (nbgrader executes afresh), and deleted test cells are put back
 (nbgrader restores *edited* test cells from the gradebook, but not deleted ones). Each such
 step is recorded as a problem for the TA's report.
+
+Names are hostile too: a student id becomes a folder name and an nbgrader argument, so it is
+normalised to letters, digits and `_ . @ + -` (the mapping goes to the report); a file name
+that gives no id, or two names that give the same id, are reported and not graded, and the
+rest of the class is.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 DEFAULT_ID_PATTERN = r"^(?P<student>[^_.\-]+)"
+KERNELSPEC = {"name": "course-lab-sandbox", "display_name": "Python 3 (graded, sandboxed)", "language": "python"}
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # larger files in a zip are refused (zip bombs, datasets)
 SKIP_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 
@@ -54,6 +60,35 @@ def student_id_from_filename(filename: str, pattern: str = DEFAULT_ID_PATTERN) -
     return match.group("student")
 
 
+def safe_student_id(raw: str) -> str | None:
+    """`raw` as a folder name and command-line argument: unsafe characters become `_`; None
+    if nothing is left (`..`, `-`, spaces only)."""
+    text = re.sub(r"[^A-Za-z0-9_.@+-]", "_", raw.strip())[:64]
+    text = re.sub(r"_+", "_", text).strip("._-+@")
+    return text if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*", text) and ".." not in text else None
+
+
+def _collect_ids(raw_ids: dict[str, str], report: list[str]) -> dict[str, str]:
+    """source name -> safe id, for the names that give one id each; the rest reported."""
+    safe: dict[str, list[str]] = {}
+    for source, raw in raw_ids.items():
+        sid = safe_student_id(raw) if raw else None
+        if sid is None:
+            report.append(f"{source!r}: no usable student id in its name; not graded")
+            continue
+        if sid != raw:
+            report.append(f"{source!r}: student id {raw!r} graded as {sid!r}")
+        safe.setdefault(sid, []).append(source)
+    ids = {}
+    for sid, sources in safe.items():
+        if len(sources) > 1:
+            report.append(f"{', '.join(repr(s) for s in sorted(sources))} all give student id {sid!r}; none graded "
+                          "(rename them or pass --id-pattern)")
+        else:
+            ids[sources[0]] = sid
+    return ids
+
+
 def _wanted(path: str) -> bool:
     parts = Path(path).parts
     return path.endswith(".ipynb") and not any(p in SKIP_PARTS or p.startswith(".") for p in parts)
@@ -81,6 +116,8 @@ def _read_folder(folder: Path, assignment: str) -> dict[str, bytes]:
     root = folder / assignment if (folder / assignment).is_dir() else folder
     files = {}
     for p in sorted(root.rglob("*.ipynb")):
+        if p.is_symlink() or not p.is_file():  # a link could point at another student's files
+            continue
         if _wanted(str(p.relative_to(root))) and p.stat().st_size <= MAX_NOTEBOOK_BYTES:
             files[p.name] = p.read_bytes()
     return files
@@ -158,33 +195,40 @@ def prepare_notebook(raw: bytes, release_nb, name: str) -> tuple[str | None, lis
         problems.append(f"{name}: test cell {grade_id} was deleted; restored and graded")
     for cell in nb.cells:
         cell.pop("id", None)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)  # nbgrader starts the sandboxed kernel whatever this said
     nb.nbformat_minor = 4  # cell ids dropped, so no duplicate or malformed ids reach nbgrader
     return nbformat.writes(nb), problems
 
 
 def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: str = "lab4",
-                     id_pattern: str = DEFAULT_ID_PATTERN) -> list[Submission]:
-    """Every student's submission under `path` (zip files, or one folder per student)."""
+                     id_pattern: str = DEFAULT_ID_PATTERN, report: list[str] | None = None) -> list[Submission]:
+    """Every student's submission under `path` (zip files, or one folder per student).
+
+    Names that give no safe, unique student id are skipped and described in `report`."""
     path, release_dir = Path(path), Path(release_dir)
+    report = [] if report is None else report
     if not path.is_dir():
         raise FileNotFoundError(f"no submissions folder {path}")
     releases = {p.name: nbformat.read(p, as_version=4) for p in sorted(release_dir.glob("*.ipynb"))}
     expected = list(releases)
     raw: dict[str, tuple[dict[str, bytes], list[str]]] = {}
-    zips = sorted(path.glob("*.zip"))
+    zips = sorted(p for p in path.glob("*.zip") if p.is_file())
     if zips:
+        raw_ids = {}
         for z in zips:
-            sid = student_id_from_filename(z.name, id_pattern)
-            files, problems = _read_zip(z)
-            if sid in raw:
-                raise ValueError(f"two zip files give student id {sid!r} (the second is {z.name}); "
-                                 "rename one or pass --id-pattern")
-            raw[sid] = (files, problems)
+            try:
+                raw_ids[z.name] = student_id_from_filename(z.name, id_pattern)
+            except ValueError:
+                raw_ids[z.name] = ""
+        for name, sid in _collect_ids(raw_ids, report).items():
+            raw[sid] = _read_zip(path / name)
     else:
-        for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            raw[folder.name] = (_read_folder(folder, assignment), [])
+        folders = {p.name: p for p in sorted(path.iterdir())
+                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")}
+        for name, sid in _collect_ids({n: n for n in folders}, report).items():
+            raw[sid] = (_read_folder(folders[name], assignment), [])
     submissions = []
-    for sid, (files, problems) in raw.items():
+    for sid, (files, problems) in sorted(raw.items()):
         matched, name_problems = match_names(files, expected)
         notebooks = {}
         problems = problems + name_problems

@@ -1,0 +1,121 @@
+"""Scores and feedback from what the grader saw, never from what the kernel claims.
+
+A test cell's points = nbgrader's auto score (no error in the cell), capped at the cell's
+points from the solutions, AND the trusted checker's verdict for that cell; 0 for a
+notebook that was not submitted. Manual and extra-credit scores never count (written
+answers are graded in formgrader). The trusted points are written back into the student's
+gradebook so that nbgrader's feedback shows the same numbers as grades.csv.
+
+The executed notebook is cleaned before nbgrader renders the feedback: a test cell shows the
+checker's message (what was expected, what came back) instead of a traceback, paths of the
+grading machine are replaced, JavaScript outputs are dropped (HTML is sanitized by nbconvert).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+
+ASSIGNMENT = "lab4"
+REDACTED = "<grader>"
+
+
+def cell_points(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]],
+                verdicts: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """notebook stem -> {test cell -> trusted points}, for the submitted notebooks."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    result: dict[str, dict[str, float]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for stem in stems:
+            cells = points.get(stem, {})
+            result[stem] = {grade_id: 0.0 for grade_id in cells}
+            try:
+                notebook = gb.find_submission_notebook(stem, ASSIGNMENT, sid)
+            except MissingEntry:
+                continue
+            for grade in notebook.grades:
+                if grade.name not in cells:
+                    continue
+                auto = float(grade.auto_score or 0.0)
+                trusted = bool(verdicts.get(grade.name, {}).get("passed"))
+                result[stem][grade.name] = min(max(auto, 0.0), cells[grade.name]) if trusted else 0.0
+            for grade in notebook.grades:  # feedback shows what grades.csv counts
+                if grade.name in cells:
+                    grade.auto_score = result[stem][grade.name]
+                    grade.manual_score = None
+                    grade.extra_credit = None
+        gb.db.commit()
+    return result
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _clean_output(output, secrets: list[str]) -> None:
+    for key in ("text", "evalue"):
+        if isinstance(output.get(key), str):
+            output[key] = _redact(output[key], secrets)
+    if isinstance(output.get("traceback"), list):
+        output["traceback"] = [_redact(str(line), secrets) for line in output["traceback"]]
+    data = output.get("data")
+    if isinstance(data, dict):
+        for mime in [m for m in data if "javascript" in m or m.startswith("application/vnd")]:
+            del data[mime]
+        for mime, value in list(data.items()):
+            if isinstance(value, str):
+                data[mime] = _redact(value, secrets)
+            elif isinstance(value, list):
+                data[mime] = [_redact(str(v), secrets) for v in value]
+
+
+def clean_for_feedback(path: Path, verdicts: dict[str, dict], secrets: list[str]) -> None:
+    """Rewrite the executed notebook at `path` as the feedback should show it."""
+    nb = nbformat.read(path, as_version=4)
+    secrets = sorted({s for s in secrets if s and len(s) > 3}, key=len, reverse=True)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        verdict = verdicts.get(grade_id) if grade_id else None
+        outputs = []
+        for output in cell.get("outputs", []):
+            if verdict is not None and output.get("output_type") == "error":
+                continue  # replaced by the checker's verdict below
+            _clean_output(output, secrets)
+            outputs.append(output)
+        if verdict is not None:
+            if verdict.get("failure") or not verdict.get("passed"):
+                kernel_errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                message = verdict.get("failure")
+                if message is None and kernel_errors:  # the visible tests failed before the hidden check
+                    error = kernel_errors[-1]
+                    message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+                    ename = str(error.get("ename", "Error"))
+                else:
+                    message = message or "the hidden check did not run (the cell was not executed as released)"
+                    ename = "AssertionError"
+                message = _redact(str(message), secrets)
+                outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=message,
+                                                      traceback=[f"{ename}: {message}"]))
+        cell.outputs = outputs
+    nbformat.write(nb, path)
+
+
+def read_verdicts(paths: list[Path]) -> tuple[dict[str, dict], list[str]]:
+    """Merge the checker's verdict files of one student's nbgrader runs."""
+    verdicts: dict[str, dict] = {}
+    stray: list[str] = []
+    for path in paths:
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        for grade_id, verdict in data.get("verdicts", {}).items():
+            if verdict.get("runs") or grade_id not in verdicts:
+                verdicts[grade_id] = verdict
+        stray += data.get("stray", [])
+    return verdicts, stray
