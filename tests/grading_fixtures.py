@@ -106,6 +106,19 @@ WRONG_ANSWERS = [
      "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
      "        x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), x0 - eps, x0 + eps).clamp(0, 1)\n"
      "    return x_adv.detach()\n"),
+    ("03_robustness_and_defences.ipynb", "adversarial_training_step",  # the old text read literally:
+     "def adversarial_training_step(model, optimizer, x, y, eps, alpha):\n"  # steps from the unclamped draw
+     "    delta = torch.empty_like(x).uniform_(-eps, eps)\n"
+     "    x_start = (x + delta).clamp(0, 1).requires_grad_(True)\n"
+     "    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_start), y), x_start)\n"
+     "    delta = (delta + alpha * grad.sign()).clamp(-eps, eps)\n"
+     "    x_adv = (x + delta).clamp(0, 1).detach()\n"
+     "    model.train()\n"
+     "    loss = F.cross_entropy(model(x_adv), y)\n"
+     "    optimizer.zero_grad()\n"
+     "    loss.backward()\n"
+     "    optimizer.step()\n"
+     "    return loss.item()\n"),
     ("03_robustness_and_defences.ipynb", "adversarial_training_step",  # trains on the clean images
      "def adversarial_training_step(model, optimizer, x, y, eps, alpha):\n"
      "    model.train()\n"
@@ -136,6 +149,27 @@ WRONG_ANSWERS = [
 ]
 
 
+def wrong_student(index: int) -> str:
+    """The student id of WRONG_ANSWERS[index] in the grading tests."""
+    return f"wrong{index:02d}-{WRONG_ANSWERS[index][1]}"
+
+
 def with_wrong_answer(notebook: str, grade_id: str, source: str) -> dict:
     """The solved notebook with one answer replaced by a typical mistake."""
     return replace_solution(solved(notebook), grade_id, source)
+
+
+# Every graded function written from the release notebook's text alone, by someone who had not
+# read solutions/ or course_utils/checks/ (tests/independent_answers/<grade_id>.py): the guard
+# that an exercise text is enough to earn its points.
+INDEPENDENT = ROOT / "tests" / "independent_answers"
+
+
+def independent(name: str) -> dict:
+    """The release notebook `name` with every answer cell holding the independent answer."""
+    nb = load(RELEASE / name)
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and cell["cell_type"] == "code" and (INDEPENDENT / f"{meta['grade_id']}.py").exists():
+            cell["source"] = (INDEPENDENT / f"{meta['grade_id']}.py").read_text()
+    return nb

@@ -3,6 +3,7 @@ bad submissions cost only their own points, and hidden checks stay hidden."""
 import csv
 import html
 import json
+import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 
 from course_utils.grading import submissions as subs_mod
 from course_utils.grading.autograde import StudentResult, autograde, write_grades, write_report
-from course_utils.grading.submissions import match_names, prepare_notebook, read_submissions, student_id_from_filename
-from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, load, release_names, replace_solution, solved,
-                              with_wrong_answer, write_student, write_zip)
+from course_utils.grading.submissions import (match_names, prepare_notebook, read_submissions, safe_student_id,
+                                              student_id_from_filename)
+from dishonest import MARKER, SLEEP, ZERO, attacks
+from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, independent, load, release_names, replace_solution, solved,
+                              with_wrong_answer, write_student, write_zip, wrong_student)
 
 NB00 = "00_getting_started.ipynb"
 GOOD = "def batch_accuracy(logits, labels):\n    return (logits.argmax(1) == labels).float().mean().item()\n"
@@ -60,11 +63,35 @@ def test_unreadable_zip_and_oversized_member(tmp_path, monkeypatch):
     assert any("over the" in p for p in found["big"].problems) and not found["big"].notebooks
 
 
-def test_two_zips_for_one_student_is_an_error(tmp_path):
+def test_two_zips_for_one_student_are_both_reported_and_the_class_is_graded(tmp_path):
     write_zip(tmp_path, "jdoe_1.zip", {NB00: solved(NB00)})
     write_zip(tmp_path, "jdoe_2.zip", {NB00: solved(NB00)})
-    with pytest.raises(ValueError, match="two zip files"):
-        read_submissions(tmp_path, RELEASE)
+    write_zip(tmp_path, "amy_lab4.zip", {NB00: solved(NB00)})
+    report = []
+    subs = read_submissions(tmp_path, RELEASE, report=report)
+    assert [s.student_id for s in subs] == ["amy"]
+    assert any("'jdoe_1.zip', 'jdoe_2.zip' all give student id 'jdoe'" in line for line in report), report
+
+
+def test_hostile_names_are_reported_or_made_safe(tmp_path):
+    for name in ["-x.zip", ".._lab4.zip", "a b_lab4.zip", "$(touch pwn)_lab4.zip", "ok_lab4.zip", "a;b_lab4.zip",
+                 "a:b_lab4.zip"]:
+        write_zip(tmp_path / "zips", name, {NB00: solved(NB00)})
+    report = []
+    subs = read_submissions(tmp_path / "zips", RELEASE, report=report)
+    ids = sorted(s.student_id for s in subs)
+    assert ids == ["ok", "touch_pwn"], (ids, report)  # 'a b', 'a;b' and 'a:b' all give 'a_b': none graded
+    text = "\n".join(report)
+    assert "'-x.zip': no usable student id" in text and "'.._lab4.zip': no usable student id" in text
+    assert "'$(touch pwn)_lab4.zip': student id '$(touch pwn)' graded as 'touch_pwn'" in text
+    assert "'a b_lab4.zip', 'a:b_lab4.zip', 'a;b_lab4.zip' all give student id 'a_b'; none graded" in text
+    assert not (tmp_path / "pwn").exists() and not (ROOT / "pwn").exists()
+
+
+@pytest.mark.parametrize("raw, safe", [("jdoe", "jdoe"), ("j.doe@uni", "j.doe@uni"), ("..", None), ("-", None),
+                                       ("a/../b", None), ("  ", None), ("$(rm -rf ~)", "rm_-rf")])
+def test_safe_student_ids(raw, safe):
+    assert safe_student_id(raw) == safe
 
 
 def test_names_are_matched_by_their_number():
@@ -109,6 +136,19 @@ def test_edited_test_cell_is_reported_and_malformed_json_refused():
     assert text is None and "not a valid notebook" in problems[0]
 
 
+def test_without_bubblewrap_grading_refuses_unless_told(tmp_path, monkeypatch, capsys):
+    from course_utils import cli
+    from course_utils.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_executable", lambda: None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
+        autograde(tmp_path, tmp_path / "out", course_root=ROOT)
+    assert cli.main(["autograde", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "--no-sandbox" in capsys.readouterr().err
+    write_report([], {"00_x": 2.0}, tmp_path / "report.txt", sandboxed=False)
+    assert (tmp_path / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
+
+
 def test_grades_csv_and_report(tmp_path):
     results = [StudentResult("b", {"00_x": 2.0}, {}, [], 3.0, "d"),
                StudentResult("a", {"00_x": 0.0, "01_y": 1.0}, {"00_x/t": 2.0}, ["00_x.ipynb is missing"], 1.0, "d")]
@@ -141,7 +181,14 @@ def _bad_submissions() -> dict[str, dict]:
     for cell in saved_outputs["cells"]:
         if cell["cell_type"] == "code":
             cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * 1_000_000}]
+    markdown_test = _nb00(GOOD)
+    for cell in markdown_test["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "batch_accuracy_tests":
+            cell["cell_type"] = "markdown"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
     return {
+        "markdown_test": {NB00: markdown_test},
         "infinite_loop": {NB00: _nb00(GOOD + "while True:\n    pass\n")},
         "os_exit": {NB00: _nb00("import os\nos._exit(1)\n")},
         "segfault": {NB00: _nb00("import ctypes\nctypes.string_at(0)\n")},
@@ -159,19 +206,50 @@ def _bad_submissions() -> dict[str, dict]:
     }
 
 
+STRANGE_FOLDERS = {"a b": "a_b", "$(touch pwn)": "touch_pwn"}
+
+
+def _snapshot(*folders: Path) -> dict[str, str]:
+    """Every file under `folders` (that a student could have touched) -> its content hash."""
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for folder in folders for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts and "__pycache__" not in p.parts}
+
+
+def _processes(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and "pytest" not in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    """One autograde run for the whole catalogue: honest, wrong, broken and dishonest students."""
     folder = tmp_path_factory.mktemp("submissions")
+    out = tmp_path_factory.mktemp("graded")
     write_student(folder, "solution", {name: solved(name) for name in release_names()})
+    write_student(folder, "independent", {name: independent(name) for name in release_names()})
     write_student(folder, "blank", {name: load(RELEASE / name) for name in release_names()})
     for student, notebooks in _bad_submissions().items():
         write_student(folder, student, notebooks)
-    for notebook, grade_id, source in WRONG_ANSWERS:
-        write_student(folder, f"wrong-{grade_id}", {notebook: with_wrong_answer(notebook, grade_id, source)})
+    for i, (notebook, grade_id, source) in enumerate(WRONG_ANSWERS):
+        write_student(folder, wrong_student(i), {notebook: with_wrong_answer(notebook, grade_id, source)})
+    for student, source in attacks(str(ROOT), str(folder), str(out)).items():
+        write_student(folder, student, {NB00: _nb00(source)})
+    for name in STRANGE_FOLDERS:
+        write_student(folder, name, {NB00: _nb00(GOOD)})
     (folder / "missing_all" / "lab4").mkdir(parents=True)
-    out = tmp_path_factory.mktemp("graded")
+    before = _snapshot(ROOT / "course_utils", ROOT / "solutions", ROOT / "labs", folder)
     results = autograde(folder, out, course_root=ROOT, workers=2, timeout=30, progress=False)
-    return folder, out, {r.student_id: r for r in results}
+    after = _snapshot(ROOT / "course_utils", ROOT / "solutions", ROOT / "labs", folder)
+    return folder, out, {r.student_id: r for r in results}, (before, after)
 
 
 def _total(result):
@@ -180,7 +258,7 @@ def _total(result):
 
 @pytest.mark.grading
 def test_solution_gets_full_marks_and_blank_gets_zero(graded):
-    _, out, results = graded
+    _, out, results, _ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows["solution"]["score"] == rows["solution"]["max_score"], results["solution"]
     assert float(rows["blank"]["score"]) == 0
@@ -189,6 +267,7 @@ def test_solution_gets_full_marks_and_blank_gets_zero(graded):
 
 @pytest.mark.grading
 @pytest.mark.parametrize("student, points, problem", [
+    ("markdown_test", 0, "nbgrader refused it"),
     ("infinite_loop", 2, "time limit"),
     ("os_exit", 0, "kernel died"),
     ("segfault", 0, "kernel died"),
@@ -204,7 +283,7 @@ def test_solution_gets_full_marks_and_blank_gets_zero(graded):
     ("missing_all", 0, "is missing"),
 ])
 def test_bad_submissions_cost_only_their_own_points(graded, student, points, problem):
-    _, out, results = graded
+    _, out, results, _ = graded
     result = results[student]
     assert result.scores.get("00_getting_started", 0) == points, result
     if problem:
@@ -214,21 +293,30 @@ def test_bad_submissions_cost_only_their_own_points(graded, student, points, pro
 
 
 @pytest.mark.grading
-@pytest.mark.parametrize("notebook, grade_id", [(n, g) for n, g, _ in WRONG_ANSWERS])
-def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, notebook, grade_id):
-    _, out, results = graded
-    result = results[f"wrong-{grade_id}"]
+@pytest.mark.parametrize("index", range(len(WRONG_ANSWERS)), ids=[g for _, g, _ in WRONG_ANSWERS])
+def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, index):
+    _, out, results, _ = graded
+    notebook, grade_id, _ = WRONG_ANSWERS[index]
+    result = results[wrong_student(index)]
     stem = Path(notebook).stem
-    maxima = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     solution = results["solution"].scores[stem]
     assert list(result.lost) == [f"{stem}/{grade_id}_tests"], result
     assert result.scores[stem] == solution - result.lost[f"{stem}/{grade_id}_tests"] < solution
-    assert maxima[f"wrong-{grade_id}"][stem] == f"{result.scores[stem]:g}"
+    assert rows[wrong_student(index)][stem] == f"{result.scores[stem]:g}"
+
+
+@pytest.mark.grading
+def test_answers_written_from_the_exercise_texts_alone_get_full_marks(graded):
+    _, out, results, _ = graded
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert rows["independent"]["score"] == rows["independent"]["max_score"] == "28", results["independent"]
+    assert not results["independent"].lost
 
 
 @pytest.mark.grading
 def test_feedback_per_student_and_hidden_checks_stay_hidden(graded):
-    _, out, _ = graded
+    _, out, _, _ = graded
     feedback = out / "feedback" / "solution"
     pages = sorted(feedback.glob("*.html"))
     assert [p.stem for p in pages] == [Path(n).stem for n in release_names()]
@@ -247,7 +335,84 @@ def test_feedback_per_student_and_hidden_checks_stay_hidden(graded):
 
 @pytest.mark.grading
 def test_grading_again_skips_unchanged_submissions(graded, tmp_path):
-    folder, out, first = graded
+    folder, out, first, _ = graded
     again = autograde(folder, out, course_root=ROOT, workers=1, timeout=30, progress=False,
                       executor=ThreadPoolExecutor(1))
     assert {r.student_id: r.seconds for r in again} == {s: r.seconds for s, r in first.items()}
+
+
+# ---------------------------------------------------------------- a dishonest student (issue 11)
+
+@pytest.mark.grading
+@pytest.mark.parametrize("student", ZERO)
+def test_a_cheat_scores_zero_and_the_honest_student_keeps_full_marks(graded, student):
+    _, out, results, _ = graded
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert rows[student]["score"] == "0", (results[student], open(out / "report.txt").read())
+    assert rows["solution"]["score"] == rows["solution"]["max_score"] == "28"
+    report = (out / "report.txt").read_text()
+    assert f"{student}: 0 / 28" in report
+
+
+@pytest.mark.grading
+def test_report_and_grades_agree_line_by_line(graded):
+    _, out, results, _ = graded
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    report = (out / "report.txt").read_text()
+    assert set(rows) == set(results)
+    for sid, row in rows.items():
+        assert f"\n{sid}: {row['score']} / {row['max_score']}  (" in report, sid
+
+
+@pytest.mark.grading
+def test_nothing_outside_the_students_folder_changed(graded):
+    folder, out, _, (before, after) = graded
+    assert before == after, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    for place in (ROOT, folder, out, Path("/tmp"), Path.home()):
+        assert not (place / MARKER).exists(), place
+    feedback = out / "feedback" / "solution" / "00_getting_started.html"
+    assert MARKER not in feedback.read_text() and MARKER not in (out / "grades.csv").read_text()
+    assert "pwn" not in {p.name for p in folder.iterdir()} and not (ROOT / "pwn").exists()
+
+
+@pytest.mark.grading
+def test_no_process_outlives_the_run(graded):
+    assert not _processes(SLEEP), _processes(SLEEP)
+    assert not _processes("course_utils.grading.sandbox") and not _processes("bwrap --unshare-all")
+
+
+@pytest.mark.grading
+def test_feedback_shows_the_checks_message_and_leaks_nothing(graded):
+    _, out, _, _ = graded
+    leak = html.unescape((out / "feedback" / "cheat-leak" / "00_getting_started.html").read_text())
+    wrong = html.unescape((out / "feedback" / "wrong_count" / "00_getting_started.html").read_text())
+    assert "It looks like a count of correct rows instead of a fraction" in wrong
+    assert "course_utils/checks" not in wrong and "Traceback" not in wrong
+    secret_lines = [line.strip() for module in sorted((ROOT / "course_utils" / "checks").glob("*.py"))
+                    for line in module.read_text().splitlines() if len(line.strip()) > 30
+                    and not line.strip().startswith(("#", "from ", "import ", '"""', "def check_"))]
+    for page in (leak, wrong):
+        for line in secret_lines:
+            assert line not in page, f"a hidden check leaks into the feedback: {line!r}"
+        assert "BEGIN SOLUTION" not in page and str(ROOT) not in page
+    assert "remote_check(" in leak  # what it could read of the checks: the grading stub
+    script = (out / "feedback" / "script-output" / "00_getting_started.html").read_text()
+    assert "xss-from-a-student" not in script and "js-from-a-student" not in script
+
+
+@pytest.mark.grading
+def test_suspicious_answers_are_flagged_for_the_ta(graded):
+    _, out, results, _ = graded
+    for student in ["cheat-patch-check", "cheat-builtins", "cheat-input-transformer", "cheat-ast-transformer",
+                    "cheat-leave-process", "cheat-kill-grader", "reference-hook-off"]:
+        assert any(p.startswith("suspicious:") for p in results[student].problems), (student, results[student])
+    assert not any(p.startswith("suspicious:") for p in results["solution"].problems)
+    assert not any(p.startswith("suspicious:") for p in results["independent"].problems)
+
+
+@pytest.mark.grading
+def test_strange_folder_names_are_graded_under_safe_ids(graded):
+    _, out, results, _ = graded
+    for safe in STRANGE_FOLDERS.values():
+        assert results[safe].scores["00_getting_started"] == 2
+    assert "graded as 'touch_pwn'" in (out / "report.txt").read_text()

@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         os.chdir(home)
         command = kernel
     _limit(spec)
+    devnull = os.open(os.devnull, os.O_RDONLY)  # never the TA's terminal
+    os.dup2(devnull, 0)
     os.execv(command[0], command)
 
 
@@ -192,6 +194,9 @@ def install_kernelspec(jupyter_path: Path) -> Path:
         "argv": [sys.executable, "-m", "course_utils.grading.sandbox", "-f", "{connection_file}"],
         "display_name": "Python 3 (graded, sandboxed)",
         "language": "python",
+        # a signal to the launcher's process group cannot reach a kernel in its own session and PID
+        # namespace: ipykernel interrupts itself on a control message instead
+        "interrupt_mode": "message",
         "metadata": {"debugger": False},
     }, indent=1))
     return folder

@@ -13,6 +13,7 @@ grading machine are replaced, JavaScript outputs are dropped (HTML is sanitized 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -94,8 +95,8 @@ def clean_for_feedback(path: Path, verdicts: dict[str, dict], secrets: list[str]
                 message = verdict.get("failure")
                 if message is None and kernel_errors:  # the visible tests failed before the hidden check
                     error = kernel_errors[-1]
-                    message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
-                    ename = str(error.get("ename", "Error"))
+                    message = str(error.get("evalue", ""))
+                    ename = re.sub(r"\W", "", str(error.get("ename", "Error")))[:60] or "Error"
                 else:
                     message = message or "the hidden check did not run (the cell was not executed as released)"
                     ename = "AssertionError"
