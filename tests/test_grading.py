@@ -385,8 +385,9 @@ def test_no_process_outlives_the_run(graded):
 def test_feedback_shows_the_checks_message_and_leaks_nothing(graded):
     _, out, _, _ = graded
     leak = html.unescape((out / "feedback" / "cheat-leak" / "00_getting_started.html").read_text())
-    wrong = html.unescape((out / "feedback" / "wrong_count" / "00_getting_started.html").read_text())
-    assert "It looks like a count of correct rows instead of a fraction" in wrong
+    # passes the visible tests, fails the hidden check: the feedback shows the checker's message
+    wrong = html.unescape((out / "feedback" / "cheat-always-equal" / "00_getting_started.html").read_text())
+    assert "on 50 random rows of 7 classes expected accuracy" in wrong and "got 0.7500" in wrong
     assert "course_utils/checks" not in wrong and "Traceback" not in wrong
     secret_lines = [line.strip() for module in sorted((ROOT / "course_utils" / "checks").glob("*.py"))
                     for line in module.read_text().splitlines() if len(line.strip()) > 30
@@ -397,7 +398,8 @@ def test_feedback_shows_the_checks_message_and_leaks_nothing(graded):
         assert "BEGIN SOLUTION" not in page and str(ROOT) not in page
     assert "remote_check(" in leak  # what it could read of the checks: the grading stub
     script = (out / "feedback" / "script-output" / "00_getting_started.html").read_text()
-    assert "xss-from-a-student" not in script and "js-from-a-student" not in script
+    assert "<script>alert('xss" not in script and "&lt;script&gt;alert('xss" in script  # shown, not run
+    assert script.count("js-from-a-student") == 1  # only in the listing of the student's code
 
 
 @pytest.mark.grading
