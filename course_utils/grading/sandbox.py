@@ -142,6 +142,7 @@ def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap")
             "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", spec.site_dir, SITE_IN_SANDBOX,
             "--bind", spec.ipc_dir, spec.ipc_dir,
+            "--remount-ro", "/",  # the sandbox's own root (a tmpfs holding the mount points) too
             "--chdir", HOME_IN_SANDBOX, "--clearenv"]
     for key, value in _environment(spec).items():
         args += ["--setenv", key, value]
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         command = sandbox_command(spec, kernel, bwrap)
         if "-f" in argv:  # the connection file (ports, key) may live outside the IPC folder
             connection = os.path.abspath(argv[argv.index("-f") + 1])
-            at = command.index("--chdir")
+            at = command.index("--remount-ro")
             command[at:at] = ["--ro-bind", connection, connection]
     else:
         env = _environment(spec)
