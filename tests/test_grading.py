@@ -149,6 +149,39 @@ def test_without_bubblewrap_grading_refuses_unless_told(tmp_path, monkeypatch, c
     assert (tmp_path / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
 
 
+def test_a_test_cell_turned_into_markdown_or_unlocked_is_restored_from_the_release():
+    release = nbformat.read(RELEASE / NB00, as_version=4)
+    for change in ("markdown", "unlocked", "points"):
+        nb = solved(NB00)
+        cell = next(c for c in nb["cells"]
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "batch_accuracy_tests")
+        if change == "markdown":
+            cell["cell_type"] = "markdown"
+            cell.pop("outputs"), cell.pop("execution_count")
+        elif change == "unlocked":
+            cell["metadata"]["nbgrader"]["locked"] = False
+        else:
+            cell["metadata"]["nbgrader"]["points"] = 100
+        text, problems = prepare_notebook(json.dumps(nb).encode(), release, NB00)
+        fixed = next(c for c in nbformat.reads(text, as_version=4).cells
+                     if c.metadata.get("nbgrader", {}).get("grade_id") == "batch_accuracy_tests")
+        original = next(c for c in release.cells if c.metadata.get("nbgrader", {}).get("grade_id") ==
+                        "batch_accuracy_tests")
+        assert fixed.cell_type == "code" and fixed.metadata["nbgrader"] == original.metadata["nbgrader"], change
+        assert any("restored from the release" in p for p in problems), (change, problems)
+
+
+@pytest.mark.parametrize("log, words", [
+    ("[AutogradeApp | ERROR] Notebook has been modified: checksum mismatch", "changed into another kind of cell"),
+    ("duplicate grade id batch_accuracy_tests", "two cells carry the same grade id"),
+    ("something unexpected", "cell structure is broken"),
+])
+def test_nbgrader_refusals_are_said_in_words(log, words):
+    from course_utils.grading.autograde import _nbgrader_refusal
+
+    assert words in _nbgrader_refusal(log)
+
+
 def test_grades_csv_and_report(tmp_path):
     results = [StudentResult("b", {"00_x": 2.0}, {}, [], 3.0, "d"),
                StudentResult("a", {"00_x": 0.0, "01_y": 1.0}, {"00_x/t": 2.0}, ["00_x.ipynb is missing"], 1.0, "d")]
@@ -267,7 +300,7 @@ def test_solution_gets_full_marks_and_blank_gets_zero(graded):
 
 @pytest.mark.grading
 @pytest.mark.parametrize("student, points, problem", [
-    ("markdown_test", 0, "nbgrader refused it"),
+    ("markdown_test", 2, "turned into a markdown cell"),
     ("infinite_loop", 2, "time limit"),
     ("os_exit", 0, "kernel died"),
     ("segfault", 0, "kernel died"),

@@ -23,6 +23,7 @@ import concurrent.futures
 import csv
 import dataclasses
 import hashlib
+import html
 import json
 import os
 import resource
@@ -187,6 +188,7 @@ def grade_student(job: GradingJob) -> StudentResult:
     options = _kernel_options(ipc_dir, job.timeout)
     run = dict(memory_limit_gb=job.memory_limit_gb, checks=course / "checks.json", env=env)
     verdict_files = []
+    refused: dict[str, str] = {}
     try:
         if stems:
             verdict_files.append(course / "verdicts.json")
@@ -211,7 +213,8 @@ def grade_student(job: GradingJob) -> StudentResult:
                     elif code == -9:
                         problems.append(f"{stem}: grading took longer than {limit} s and was stopped; scored 0")
                     else:
-                        problems.append(f"{stem}: {_nbgrader_refusal(log)}; scored 0")
+                        refused[stem] = _nbgrader_refusal(log)
+                        problems.append(f"{stem}: {refused[stem]}; scored 0")
                 autograded.mkdir(parents=True, exist_ok=True)
                 for f in kept.glob("*.ipynb"):
                     shutil.copy(f, autograded / f.name)
@@ -235,6 +238,12 @@ def grade_student(job: GradingJob) -> StudentResult:
                                "--HTMLExporter.sanitize_html=True"], timeout=600, env=env)
             for f in (course / "feedback" / sid / ASSIGNMENT).glob("*.html"):
                 shutil.copy(f, target / f.name)
+        for stem, reason in refused.items():  # a page that says why, where nbgrader made none
+            (target / f"{stem}.html").write_text(
+                f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{stem}</title></head><body>"
+                f"<h1>{stem}: not graded</h1><p>{html.escape(reason)}. This notebook scored 0. Download the "
+                "released notebook again, copy your answers into its answer cells, and leave the other cells "
+                "as they are.</p></body></html>\n", encoding="utf-8")
     finally:
         shutil.rmtree(course, ignore_errors=True)
         shutil.rmtree(ipc_dir, ignore_errors=True)

@@ -183,7 +183,13 @@ def prepare_notebook(raw: bytes, release_nb, name: str) -> tuple[str | None, lis
         if not (cell.metadata["nbgrader"].get("grade") and cell.cell_type == "code"):
             continue
         if grade_id in present:
-            if nb.cells[present[grade_id]].source.strip() != cell.source.strip():
+            found = nb.cells[present[grade_id]]
+            if found.cell_type != cell.cell_type or found.metadata.get("nbgrader") != cell.metadata["nbgrader"]:
+                # nbgrader would refuse the whole notebook; the release's cell is the one to grade
+                nb.cells[present[grade_id]] = copy.deepcopy(cell)
+                problems.append(f"{name}: test cell {grade_id} was turned into a {found.cell_type} cell or its "
+                                "grading metadata was changed; restored from the release and graded")
+            elif found.source.strip() != cell.source.strip():
                 problems.append(f"{name}: test cell {grade_id} was edited; graded with the original")
             continue
         # insert after the nearest earlier nbgrader cell that is still there
