@@ -8,7 +8,9 @@ tries to create outside its sandbox; the tests look for it afterwards.
 from __future__ import annotations
 
 MARKER = "PWNED-by-a-student"
-WRONG = "\ndef batch_accuracy(logits, labels):\n    return 0.5\n"
+# right on the visible test (3 of its 4 rows are right), wrong on every other input: only the
+# hidden check tells it from a working answer, so only the checker can take the points away
+WRONG = "\ndef batch_accuracy(logits, labels):\n    return 0.75\n"
 GOOD = "\ndef batch_accuracy(logits, labels):\n    return (logits.argmax(1) == labels).float().mean().item()\n"
 SLEEP = "987.654"  # a process left behind runs `sleep 987.654`
 
@@ -89,7 +91,7 @@ for path in glob.glob({submissions!r} + "/*/lab4/00_getting_started.ipynb"):
             exec("".join(cell["source"]))
 if "batch_accuracy" not in globals():
     def batch_accuracy(logits, labels):
-        return 0.5
+        return 0.75
 """,
         # 8. overwrite classmates' feedback, grades.csv, the re-run state; drop files everywhere
         "cheat-overwrite": f"""

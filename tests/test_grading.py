@@ -452,3 +452,16 @@ def test_strange_folder_names_are_graded_under_safe_ids(graded):
     for safe in STRANGE_FOLDERS.values():
         assert results[safe].scores["00_getting_started"] == 2
     assert "graded as 'touch_pwn'" in (out / "report.txt").read_text()
+
+
+@pytest.mark.grading
+def test_without_the_sandbox_the_checker_still_judges_and_the_report_says_so(tmp_path):
+    """--no-sandbox: no isolation, but points still need the checker's verdict."""
+    folder = tmp_path / "submissions"
+    write_student(folder, "honest", {NB00: _nb00(GOOD)})
+    write_student(folder, "sneaky", {NB00: _nb00(attacks("", "", "")["cheat-always-equal"])})
+    results = {r.student_id: r for r in autograde(folder, tmp_path / "out", course_root=ROOT, workers=2, timeout=30,
+                                                   progress=False, sandboxed=False)}
+    assert results["honest"].scores["00_getting_started"] == 2
+    assert results["sneaky"].scores["00_getting_started"] == 0
+    assert (tmp_path / "out" / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")

@@ -110,9 +110,10 @@ def _python_binds() -> list[str]:
 
 
 def _environment(spec: SandboxSpec) -> dict[str, str]:
+    home = HOME_IN_SANDBOX if spec.isolate else str(Path(spec.ipc_dir) / "home")  # unsandboxed: still per student
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": HOME_IN_SANDBOX if spec.isolate else str(Path(spec.ipc_dir).parent / "home"),
+        "HOME": home,
         "LANG": "C.UTF-8",
         "PYTHONPATH": SITE_IN_SANDBOX if spec.isolate else spec.site_dir,
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -121,12 +122,12 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),  # selects the grade profile
         "COURSE_CHECKER_SOCKET": spec.checker_socket,
-        "COURSE_DATA_DIR": f"{HOME_IN_SANDBOX if spec.isolate else Path(spec.ipc_dir).parent / 'home'}/data",
+        "COURSE_DATA_DIR": f"{home}/data",
     }
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = "1"
     if not spec.isolate:
-        env["MPLCONFIGDIR"] = str(Path(spec.ipc_dir).parent / "home" / "matplotlib")
+        env["MPLCONFIGDIR"] = f"{home}/matplotlib"
     return env
 
 

@@ -90,8 +90,14 @@ def clean_for_feedback(path: Path, verdicts: dict[str, dict], secrets: list[str]
             _clean_output(output, secrets)
             outputs.append(output)
         if verdict is not None:
-            if verdict.get("failure") or not verdict.get("passed"):
-                kernel_errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            kernel_errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if verdict.get("passed") and kernel_errors:  # the check passed, then the cell failed anyway
+                error = kernel_errors[-1]
+                ename = re.sub(r"\W", "", str(error.get("ename", "Error")))[:60] or "Error"
+                message = _redact(str(error.get("evalue", "")), secrets)
+                outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=message,
+                                                      traceback=[f"{ename}: {message}"]))
+            elif verdict.get("failure") or not verdict.get("passed"):
                 message = verdict.get("failure")
                 if message is None and kernel_errors:  # the visible tests failed before the hidden check
                     error = kernel_errors[-1]
