@@ -9,7 +9,8 @@ encoder the other notebooks probe) and a light decoder back to a 32x32 image.
   colours of an object into a dull brown; we regress, which is simpler and shows the effect.
 - Inpainting (Pathak et al., "Context Encoders: Feature Learning by Inpainting", CVPR 2016):
   a square hole is cut at a random place in every image and the network fills it in; the
-  loss counts mostly the hole (Pathak et al. weighted it 0.999 against 0.001 for the rest).
+  loss counts mostly the hole (0.999 against 0.001 for the rest: this lab's choice; Pathak et al.
+  predict the hole alone, and their 0.999 / 0.001 balance the reconstruction and adversarial losses).
 
 Both batch transforms follow `fit`'s `(x, y) -> (inputs, targets)` and ignore the labels.
 """
