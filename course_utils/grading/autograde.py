@@ -130,14 +130,12 @@ def prepare_template(course_root: str | Path, template: str | Path) -> Path:
     return template
 
 
-def max_scores(template: str | Path) -> tuple[dict[str, float], float]:
-    """Autograded points per notebook, and the points of written answers (graded by hand)."""
+def written_points(template: str | Path) -> float:
+    """The points of written answers (graded by hand in formgrader)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{Path(template) / 'gradebook.db'}") as gb:
-        notebooks = gb.find_assignment(ASSIGNMENT).notebooks
-        return ({nb.name: float(nb.max_code_score) for nb in notebooks},
-                float(sum(nb.max_written_score for nb in notebooks)))
+        return float(sum(nb.max_written_score for nb in gb.find_assignment(ASSIGNMENT).notebooks))
 
 
 def _diagnose(autograded: Path, stem: str) -> list[str]:
@@ -300,7 +298,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         template = prepare_template(course_root, tmp / "template")
         points = json.loads((template / "points.json").read_text())
         maxima = {nb: sum(cells.values()) for nb, cells in points.items()}
-        _, written = max_scores(template)
+        written = written_points(template)
         release = template / "release" / ASSIGNMENT
         subs: list[Submission] = read_submissions(submissions, release, id_pattern=id_pattern or DEFAULT_ID_PATTERN,
                                                   report=class_problems)
@@ -309,13 +307,13 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         results: dict[str, StudentResult] = {}
         jobs = []
         for sub in subs:
-            hints = [f"suspicious: {hint}" for name, text in sub.notebooks.items()
-                     for hint in flags.suspicious_cells(text, release_sources, name)]
             digest = f"{lab_digest}:{sub.digest}"
             previous = state.get(sub.student_id)
             if previous and previous["digest"] == digest and (out / "feedback" / sub.student_id).is_dir():
                 results[sub.student_id] = StudentResult(**previous)
                 continue
+            hints = [f"suspicious: {hint}" for name, text in sub.notebooks.items()
+                     for hint in flags.suspicious_cells(text, release_sources, name)]
             jobs.append(GradingJob(sub.student_id, sub.notebooks, sub.problems + hints, digest, str(template),
                                    str(tmp / "work"), str(out / "feedback"), timeout, memory_limit_gb, sandboxed))
         own = executor is None

@@ -50,18 +50,10 @@ def _code_of(ref) -> tuple[object, str] | None:
 
 
 @contextlib.contextmanager
-def forbid_calls(*references, reason: str) -> Iterator[None]:
-    """Fail if any of `references` (functions, or "module:qualname" strings) runs inside the block.
-
-    Watches for their code objects with a profile hook, so it catches every alias a
-    student might use (`from course_utils.metrics import accuracy as acc`, a wrapper, ...).
-    """
-    called = yield from _watching(references)
-    if called:
-        raise AssertionError(f"your function calls {called[0]}; {reason}")
-
-
-def _watching(references):
+def watching(references) -> Iterator[list[str]]:
+    """The names of the `references` (functions, or "module:qualname" strings) that run inside
+    the block, caught by their code objects with a profile hook: every alias a student might
+    use (`from course_utils.metrics import accuracy as acc`, a wrapper, ...) counts."""
     codes = dict(c for c in map(_code_of, references) if c is not None)
     called: list[str] = []
 
@@ -72,10 +64,18 @@ def _watching(references):
     previous = sys.getprofile()
     sys.setprofile(hook)
     try:
-        yield
+        yield called
     finally:
         sys.setprofile(previous)
-    return called
+
+
+@contextlib.contextmanager
+def forbid_calls(*references, reason: str) -> Iterator[None]:
+    """Fail if any of `references` runs inside the block (see `watching`)."""
+    with watching(references) as called:
+        yield
+    if called:
+        raise AssertionError(f"your function calls {called[0]}; {reason}")
 
 
 def remote_check(name: str) -> Callable[[Callable], None]:
@@ -123,21 +123,15 @@ def _call(function: Callable, message: dict) -> dict:
         protocol.restore_gradients(obj, grads)
     torch.set_rng_state(message["rng"])
     reply: dict = {"op": "result", "result": None, "error": None, "grads": {}, "called": []}
-    watch = _watching(message.get("forbid", ()))
-    next(watch)
     try:
-        with warnings.catch_warnings():
+        with watching(message.get("forbid", ())) as called, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = function(*args, **kwargs)
+        reply["called"] = called
         reply["result"] = protocol.plain(result)
         reply["grads"] = _input_gradients(result, objects)
     except Exception as err:
         reply["error"] = {"type": type(err).__name__, "message": str(err)[:2000]}
-    finally:
-        try:
-            next(watch)
-        except StopIteration as stop:
-            reply["called"] = list(stop.value)
     reply["rng"] = torch.get_rng_state()
     reply["state"] = [protocol.capture_state(obj) for obj in objects]
     return reply

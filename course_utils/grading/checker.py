@@ -104,15 +104,14 @@ class RemoteFunction:
         result = protocol.unplain(reply.get("result"))
         grads = reply.get("grads") or {}
         if isinstance(result, torch.Tensor) and result.numel() == 1 and isinstance(grads, dict) and grads:
-            leaves = [obj for obj in objects if isinstance(obj, torch.Tensor) and obj.requires_grad]
-            index = [i for i, obj in enumerate(objects) if isinstance(obj, torch.Tensor) and obj.requires_grad]
+            leaves = [(i, obj) for i, obj in enumerate(objects) if isinstance(obj, torch.Tensor) and obj.requires_grad]
             leaf_grads = []
-            for i, leaf in zip(index, leaves):
+            for i, leaf in leaves:
                 g = protocol.unplain(grads.get(i)) if i in grads else None
                 if g is not None and (not isinstance(g, torch.Tensor) or g.shape != leaf.shape):
                     raise protocol.ProtocolError("a gradient of the wrong shape")
                 leaf_grads.append(None if g is None else g.to(leaf.dtype))
-            result = _RemoteScalar.apply(result.detach(), leaf_grads, *leaves)
+            result = _RemoteScalar.apply(result.detach(), leaf_grads, *(leaf for _, leaf in leaves))
         return result
 
 

@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 KERNEL_NAME = "course-lab-sandbox"
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (graded, sandboxed)", "language": "python"}
 SPEC_ENV = "COURSE_LAB_SANDBOX"
 SITE_IN_SANDBOX = "/opt/lab4/python"  # where the kernel finds course_utils (no TA path in tracebacks)
 HOME_IN_SANDBOX = "/home/student"
@@ -131,8 +132,10 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
-def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:
-    """`command` wrapped in bubblewrap as the module docstring says."""
+def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap", *,
+                    read_only: tuple[str, ...] = ()) -> list[str]:
+    """`command` wrapped in bubblewrap as the module docstring says; `read_only` host files
+    (the kernel's connection file) appear at their own paths."""
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
             "--hostname", "grading", *_system_binds(),
             # the tmpfs first: a venv or IPC folder under /tmp is bound on top of it
@@ -143,6 +146,7 @@ def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap")
             "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", spec.site_dir, SITE_IN_SANDBOX,
             "--bind", spec.ipc_dir, spec.ipc_dir,
+            *(arg for path in read_only for arg in ("--ro-bind", path, path)),
             "--remount-ro", "/",  # the sandbox's own root (a tmpfs holding the mount points) too
             "--chdir", HOME_IN_SANDBOX, "--clearenv"]
     for key, value in _environment(spec).items():
@@ -186,11 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         bwrap = bwrap_executable()
         if bwrap is None:
             sys.exit("bubblewrap disappeared: " + INSTALL_HINT)
-        command = sandbox_command(spec, kernel, bwrap)
-        if "-f" in argv:  # the connection file (ports, key) may live outside the IPC folder
-            connection = os.path.abspath(argv[argv.index("-f") + 1])
-            at = command.index("--remount-ro")
-            command[at:at] = ["--ro-bind", connection, connection]
+        # the connection file (ports, key) may live outside the IPC folder
+        connection = (os.path.abspath(argv[argv.index("-f") + 1]),) if "-f" in argv else ()
+        command = sandbox_command(spec, kernel, bwrap, read_only=connection)
     else:
         env = _environment(spec)
         home = Path(env["HOME"])
@@ -211,8 +213,8 @@ def install_kernelspec(jupyter_path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "course_utils.grading.sandbox", "-f", "{connection_file}"],
-        "display_name": "Python 3 (graded, sandboxed)",
-        "language": "python",
+        "display_name": KERNELSPEC["display_name"],
+        "language": KERNELSPEC["language"],
         # a signal to the launcher's process group cannot reach a kernel in its own session and PID
         # namespace: ipykernel interrupts itself on a control message instead
         "interrupt_mode": "message",

@@ -91,21 +91,16 @@ def clean_for_feedback(path: Path, verdicts: dict[str, dict], secrets: list[str]
             outputs.append(output)
         if verdict is not None:
             kernel_errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if verdict.get("passed") and kernel_errors:  # the check passed, then the cell failed anyway
-                error = kernel_errors[-1]
-                ename = re.sub(r"\W", "", str(error.get("ename", "Error")))[:60] or "Error"
-                message = _redact(str(error.get("evalue", "")), secrets)
-                outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=message,
-                                                      traceback=[f"{ename}: {message}"]))
-            elif verdict.get("failure") or not verdict.get("passed"):
-                message = verdict.get("failure")
-                if message is None and kernel_errors:  # the visible tests failed before the hidden check
-                    error = kernel_errors[-1]
-                    message = str(error.get("evalue", ""))
-                    ename = re.sub(r"\W", "", str(error.get("ename", "Error")))[:60] or "Error"
-                else:
-                    message = message or "the hidden check did not run (the cell was not executed as released)"
-                    ename = "AssertionError"
+            if verdict.get("failure"):  # the checker's message, never the kernel's account of it
+                ename, message = "AssertionError", verdict["failure"]
+            elif kernel_errors:  # the visible tests failed (or the cell failed after a passed check)
+                ename, message = kernel_errors[-1].get("ename", "Error"), kernel_errors[-1].get("evalue", "")
+            elif not verdict.get("passed"):
+                ename, message = "AssertionError", "the hidden check did not run (the cell was not executed as released)"
+            else:
+                ename = None
+            if ename is not None:
+                ename = re.sub(r"\W", "", str(ename))[:60] or "Error"
                 message = _redact(str(message), secrets)
                 outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=message,
                                                       traceback=[f"{ename}: {message}"]))

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import nbformat
 
+from .sandbox import KERNELSPEC
+
 DEFAULT_ID_PATTERN = r"^(?P<student>[^_.\-]+)"
-KERNELSPEC = {"name": "course-lab-sandbox", "display_name": "Python 3 (graded, sandboxed)", "language": "python"}
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # larger files in a zip are refused (zip bombs, datasets)
 SKIP_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 
