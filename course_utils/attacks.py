@@ -19,6 +19,10 @@ References:
         Adversarial Attacks", ICLR 2018 (arXiv 2017) (PGD, adversarial training).
     Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020
         (FGSM with a random start for adversarial training).
+    Sharif, Bhagavatula, Bauer & Reiter, "Accessorize to a Crime: Real and Stealthy Attacks on
+        State-of-the-Art Face Recognition", CCS 2016 (eyeglass frames: a perturbation confined to
+        a mask, unbounded inside it).
+    Brown, Mane, Roy, Abadi & Gilmer, "Adversarial Patch", 2017 (a sticker: a masked attack).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "fgsm", "pgd", "robust_accuracy", "accuracy_vs_eps",
+    "fgsm", "pgd", "masked_attack", "square_mask", "eyeglasses_mask", "robust_accuracy", "accuracy_vs_eps",
     "AdversarialTransform", "GaussianNoiseTransform",
 ]
 
@@ -225,6 +229,77 @@ def _pgd(model, x, y, eps, alpha, steps, norm, random_start, targeted, generator
         grad = _loss_gradient(model, x_adv, y, targeted)
         x_adv = ball.project(x, x_adv + alpha * ball.direction(grad), eps)
     return x_adv
+
+
+def masked_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alpha: float,
+                  steps: int) -> torch.Tensor:
+    """Targeted attack confined to a mask (Sharif et al. 2016's eyeglass frames, Brown et al.
+    2017's patch): starting at x, `steps` steps that descend the cross-entropy of `target`,
+    each moving only the pixels where `mask` is 1, by alpha * sign(grad), then clamped to
+    [0, 1]. Inside the mask the change is unbounded (no eps-ball); outside it the image is
+    exactly x:
+
+        x_{t+1} = clip_[0,1](x_t - alpha * mask * sign(grad_x L(f(x_t), target)))
+
+    `mask` holds 0s and 1s and broadcasts to x, e.g. (1, 1, H, W) from `square_mask`.
+    """
+    x, target = _check_attack(x, target, 0.0, alpha=alpha, steps=steps)
+    mask = _check_mask(mask, x)
+    with _model_mode(model):
+        x_adv = x
+        for _ in range(steps):
+            grad = _loss_gradient(model, x_adv, target, True)
+            x_adv = (x_adv + alpha * mask * grad.sign_()).clamp_(min=0, max=1)
+        return x_adv
+
+
+def _check_mask(mask, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask must be a tensor of 0s and 1s, got {type(mask).__name__}; "
+                         "make one with square_mask(size, side) or eyeglasses_mask(size)")
+    mask = mask.detach().to(x.device, torch.float32)
+    try:
+        torch.broadcast_shapes(mask.shape, x.shape)
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' shape "
+                         f"{tuple(x.shape)}; use (1, 1, H, W) for one mask for every image") from None
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask must hold only 0s and 1s (1 where the attack may change the image)")
+    return mask
+
+
+def square_mask(size: int, side: int, *, top: int | None = None, left: int | None = None) -> torch.Tensor:
+    """A (1, 1, size, size) mask with a `side` x `side` square of ones (a sticker), at (top, left),
+    centred by default."""
+    if not 0 < side <= size:
+        raise ValueError(f"side must be in 1..{size}, got {side}")
+    top = (size - side) // 2 if top is None else top
+    left = (size - side) // 2 if left is None else left
+    if not (0 <= top <= size - side and 0 <= left <= size - side):
+        raise ValueError(f"a {side}x{side} square at ({top}, {left}) does not fit in {size}x{size}")
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., top:top + side, left:left + side] = 1
+    return mask
+
+
+def eyeglasses_mask(size: int, *, thickness: int | None = None) -> torch.Tensor:
+    """A (1, 1, size, size) mask shaped like a pair of eyeglass frames (Sharif et al. 2016): two
+    square rims side by side in the upper half of the image, joined by a bridge, `thickness`
+    pixels wide (size // 16 by default, at least 1). On a face they sit around the eyes; on a
+    digit they cover part of the strokes, as glasses cover part of a face."""
+    t = max(1, size // 16) if thickness is None else thickness
+    lens = size * 5 // 16            # each rim's outer side
+    top, gap = size * 3 // 16, size // 8
+    left = (size - 2 * lens - gap) // 2
+    if t < 1 or 2 * t >= lens:
+        raise ValueError(f"thickness must be in 1..{(lens - 1) // 2} for size {size}, got {t}")
+    mask = torch.zeros(1, 1, size, size)
+    for x0 in (left, left + lens + gap):
+        mask[..., top:top + lens, x0:x0 + lens] = 1
+        mask[..., top + t:top + lens - t, x0 + t:x0 + lens - t] = 0
+    bridge = top + lens // 3
+    mask[..., bridge:bridge + t, left + lens:left + lens + gap] = 1
+    return mask
 
 
 # --------------------------------------------------------------------------------------

@@ -106,6 +106,15 @@ WRONG_ANSWERS = [
      "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
      "        x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), x0 - eps, x0 + eps).clamp(0, 1)\n"
      "    return x_adv.detach()\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "masked_attack",  # unmasked steps, the mask applied at the end
+     "def masked_attack(model, x, target, mask, alpha, steps):\n"
+     "    x0 = x.detach()\n"
+     "    x_adv = x0.clone()\n"
+     "    for _ in range(steps):\n"
+     "        x_adv.requires_grad_(True)\n"
+     "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
+     "        x_adv = (x_adv.detach() - alpha * grad.sign()).clamp(0, 1)\n"
+     "    return (x0 + mask * (x_adv - x0)).detach()\n"),
     ("03_robustness_and_defences.ipynb", "adversarial_training_step",  # the old text read literally:
      "def adversarial_training_step(model, optimizer, x, y, eps, alpha):\n"  # steps from the unclamped draw
      "    delta = torch.empty_like(x).uniform_(-eps, eps)\n"
@@ -147,6 +156,13 @@ WRONG_ANSWERS = [
      "    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)\n"
      "    return F.cross_entropy(z @ z.T / temperature, positives)\n"),
 ]
+
+
+def lab_points() -> int:
+    """The lab's autograded points, summed over the solutions' graded cells."""
+    return sum(c["metadata"]["nbgrader"].get("points", 0) for name in release_names()
+               for c in load(SOLUTIONS / name)["cells"]
+               if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "code")
 
 
 def wrong_student(index: int) -> str:

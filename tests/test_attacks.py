@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.attacks import (AdversarialTransform, GaussianNoiseTransform, accuracy_vs_eps, fgsm, pgd,
-                                  robust_accuracy)
+from course_utils.attacks import (AdversarialTransform, GaussianNoiseTransform, accuracy_vs_eps, eyeglasses_mask,
+                                  fgsm, masked_attack, pgd, robust_accuracy, square_mask)
 from course_utils.data import load_digits, make_loader
 from course_utils.models import SmallCNN
 from course_utils.train import fit
@@ -567,3 +567,71 @@ def test_cpu_generator_gives_the_same_random_start_on_cuda():
     cpu = pgd(model.cpu(), x, y, 0.1, 0.05, 1, generator=torch.Generator().manual_seed(0))
     gpu = pgd(model.cuda(), x.cuda(), y.cuda(), 0.1, 0.05, 1, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+# ---------------------------------------------------------------------------------------------
+# The masked (sticker / eyeglasses) attack and its masks
+# ---------------------------------------------------------------------------------------------
+
+def _hand_masked(model, x, target, mask, alpha, steps):
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(x_adv), target), x_adv)
+        x_adv = (x_adv.detach() - alpha * mask * grad.sign()).clamp(0, 1)
+    return x_adv
+
+
+def test_masked_attack_changes_only_the_mask_and_matches_the_update_rule(model, digits):
+    x, y = digits
+    x_before, target = x.clone(), (y + 1) % 10
+    mask = square_mask(32, 10, top=2, left=3)
+    out = masked_attack(model, x, target, mask, 0.05, 6)
+    assert torch.equal(x, x_before) and not out.requires_grad
+    assert torch.equal(out * (1 - mask), x * (1 - mask)), "pixels outside the mask changed"
+    assert (out - x).abs().amax() > 0.2, "inside the mask the change is unbounded: 6 steps of 0.05 reach 0.3"
+    assert torch.allclose(out, _hand_masked(model, x, target, mask, 0.05, 6), atol=FLOAT_TOL)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_masked_attack_leaves_mode_and_grads_alone(model, digits):
+    x, y = digits
+    model.train()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    masked_attack(model, x, y, eyeglasses_mask(32), 0.1, 2)
+    assert model.training and all(torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
+
+
+def test_masked_attack_reaches_its_target_with_a_large_sticker(trained):
+    model, loader = trained
+    x, y = loader[0]
+    target = (y + 1) % 10
+    out = masked_attack(model, x, target, square_mask(16, 8), 0.1, 20)
+    with torch.no_grad():
+        hit = (model(out).argmax(1) == target).float().mean().item()
+    assert hit > 0.5, f"a masked attack on a quarter of the image hit its target on {hit:.0%} of images"
+    assert torch.equal(out * (1 - square_mask(16, 8)), x * (1 - square_mask(16, 8)))
+
+
+@pytest.mark.parametrize("mask,match", [
+    ([[1.0]], "tensor of 0s and 1s"),
+    (torch.full((1, 1, 32, 32), 0.5), "only 0s and 1s"),
+    (torch.ones(1, 1, 16, 16), "does not broadcast"),
+])
+def test_masked_attack_rejects_bad_masks(model, digits, mask, match):
+    x, y = digits
+    with pytest.raises(ValueError, match=match):
+        masked_attack(model, x, y, mask, 0.1, 1)
+
+
+def test_masks_have_the_shape_and_area_asked_for():
+    assert square_mask(32, 8).sum() == 64 and square_mask(32, 8)[0, 0, 12:20, 12:20].all()
+    assert square_mask(32, 4, top=0, left=28)[0, 0, 0:4, 28:32].all()
+    with pytest.raises(ValueError, match="does not fit"):
+        square_mask(32, 8, top=30)
+    glasses = eyeglasses_mask(32)
+    assert glasses.shape == (1, 1, 32, 32) and set(glasses.unique().tolist()) == {0.0, 1.0}
+    assert glasses[..., 16:, :].sum() == 0, "the frames sit in the upper half"
+    assert torch.equal(glasses, glasses.flip(-1)), "two rims, left and right, symmetric"
+    assert 0.05 < float(glasses.mean()) < 0.25

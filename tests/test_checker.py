@@ -25,6 +25,7 @@ CATALOGUE = {  # check -> (solution, {mistake: wrong function})
     "synthetic_adversarial.check_fgsm_attack": (synthetic.fgsm_attack, synthetic.FGSM_WRONG),
     "synthetic_adversarial.check_pgd_attack": (synthetic.pgd_attack, synthetic.PGD_WRONG),
     "synthetic_adversarial.check_targeted_pgd_attack": (synthetic.targeted_pgd_attack, synthetic.TARGETED_WRONG),
+    "synthetic_adversarial.check_masked_attack": (synthetic.masked_attack, synthetic.MASKED_WRONG),
     "defences.check_adversarial_training_step": (defences.adversarial_training_step, defences.WRONG),
     "rotation.check_rotate_batch": (rotation.solution, rotation.WRONG),
     "patch_localization.check_patch_pair": (patches.solution, patches.WRONG),

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import attacks
-from course_utils.checks.synthetic_adversarial import (check_fgsm_attack, check_pgd_attack,
+from course_utils.checks.synthetic_adversarial import (check_fgsm_attack, check_masked_attack, check_pgd_attack,
                                                        check_targeted_pgd_attack)
 
 
@@ -47,6 +47,16 @@ def targeted_pgd_attack(model, x, target, eps, alpha, steps):
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach() - alpha * grad.sign()
         x_adv = torch.clamp(x_adv, x - eps, x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+def masked_attack(model, x, target, mask, alpha, steps):
+    x_adv = x.clone().detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), target)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = (x_adv.detach() - alpha * mask * grad.sign()).clamp(0, 1)
     return x_adv.detach()
 
 
@@ -215,10 +225,68 @@ TARGETED_WRONG = {
 }
 
 
+def masked_variant(*, sign=-1.0, mask_at="each", clamp_at="each", eps=None, random_start=False, train=False,
+                   backward=False, inplace=False, detach=True, use_sign=True, index_first_mask=False):
+    """The solution's masked attack with one mistake switched on."""
+    def attack(model, x, target, mask, alpha, steps):
+        if train:
+            model.train()
+        orig = x.detach().clone()
+        region = mask[:1, 0, None] if index_first_mask else (1 - mask if mask_at == "inverted" else mask)
+        x_adv = orig.clone()
+        if random_start:
+            x_adv = (x_adv + region * torch.empty_like(x).uniform_(-alpha, alpha)).clamp(0, 1)
+        for _ in range(steps):
+            if backward:
+                point = x_adv.detach().clone().requires_grad_(True)
+                F.cross_entropy(model(point), target).backward()
+                grad = point.grad
+            else:
+                grad = _grad(model, x_adv, target)
+            step = sign * alpha * (grad.sign() if use_sign else grad)
+            x_adv = x_adv + (step if mask_at in ("end", "none") else region * step)
+            if eps is not None:
+                x_adv = torch.clamp(x_adv, orig - eps, orig + eps)
+            if clamp_at == "each":
+                x_adv = x_adv.clamp(0, 1)
+        if mask_at == "end":
+            x_adv = orig + region * (x_adv - orig)
+        if clamp_at == "end":
+            x_adv = x_adv.clamp(0, 1)
+        if inplace:
+            x.copy_(x_adv.detach())
+        return x_adv.detach() if detach else x_adv.requires_grad_(True)
+    return attack
+
+
+def masked_library(model, x, target, mask, alpha, steps):
+    return attacks.masked_attack(model, x, target, mask, alpha, steps)
+
+
+MASKED_WRONG = {
+    "ascends the target's loss": masked_variant(sign=1.0),
+    "mask applied only at the end": masked_variant(mask_at="end"),
+    "mask inverted": masked_variant(mask_at="inverted"),
+    "no mask": masked_variant(mask_at="none"),
+    "no clamp": masked_variant(clamp_at="none"),
+    "clamp only at the end": masked_variant(clamp_at="end"),
+    "bounded by an eps-ball": masked_variant(eps=0.1),
+    "random start inside the mask": masked_variant(random_start=True),
+    "gradient instead of its sign": masked_variant(use_sign=False),
+    "only the first image's mask": masked_variant(index_first_mask=True),
+    "input changed in place": masked_variant(inplace=True),
+    "model left in train mode": masked_variant(train=True),
+    "param grads touched": masked_variant(backward=True),
+    "not detached": masked_variant(detach=False),
+    "calls course_utils.attacks.masked_attack": masked_library,
+}
+
+
 def test_solutions_pass():
     check_fgsm_attack(fgsm_attack)
     check_pgd_attack(pgd_attack)
     check_targeted_pgd_attack(targeted_pgd_attack)
+    check_masked_attack(masked_attack)
 
 
 def test_the_variants_without_a_change_pass():
@@ -226,6 +294,30 @@ def test_the_variants_without_a_change_pass():
     check_fgsm_attack(fgsm_variant())
     check_pgd_attack(make_pgd())
     check_targeted_pgd_attack(targeted_variant(sign=-1.0))
+    check_masked_attack(masked_variant())
+
+
+@pytest.mark.parametrize("mistake", MASKED_WRONG)
+def test_masked_mistakes_fail(mistake):
+    with pytest.raises(AssertionError):
+        check_masked_attack(MASKED_WRONG[mistake])
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("ascends the target's loss", "DESCENDS"),
+    ("mask applied only at the end", "only at the end"),
+    ("mask inverted", "outside the mask"),
+    ("no mask", "outside the mask"),
+    ("no clamp", "[0, 1]"),
+    ("clamp only at the end", "clamps to [0, 1] only once"),
+    ("bounded by an eps-ball", "not bounded by an eps-ball"),
+    ("random start inside the mask", "no random start"),
+    ("only the first image's mask", "outside the mask"),
+    ("calls course_utils.attacks.masked_attack", "course_utils.attacks.masked_attack"),
+])
+def test_masked_failures_name_the_mistake(mistake, message):
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        check_masked_attack(MASKED_WRONG[mistake])
 
 
 @pytest.mark.parametrize("mistake", FGSM_WRONG)

@@ -16,8 +16,8 @@ from course_utils.grading.autograde import StudentResult, autograde, write_grade
 from course_utils.grading.submissions import (match_names, prepare_notebook, read_submissions, safe_student_id,
                                               student_id_from_filename)
 from dishonest import MARKER, SLEEP, ZERO, attacks
-from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, independent, load, release_names, replace_solution, solved,
-                              with_wrong_answer, write_student, write_zip, wrong_student)
+from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, independent, lab_points, load, release_names,
+                              replace_solution, solved, with_wrong_answer, write_student, write_zip, wrong_student)
 
 NB00 = "00_getting_started.ipynb"
 GOOD = "def batch_accuracy(logits, labels):\n    return (logits.argmax(1) == labels).float().mean().item()\n"
@@ -343,7 +343,7 @@ def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, ind
 def test_answers_written_from_the_exercise_texts_alone_get_full_marks(graded):
     _, out, results, _ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
-    assert rows["independent"]["score"] == rows["independent"]["max_score"] == "28", results["independent"]
+    assert rows["independent"]["score"] == rows["independent"]["max_score"] == str(lab_points()), results["independent"]
     assert not results["independent"].lost
 
 
@@ -382,9 +382,9 @@ def test_a_cheat_scores_zero_and_the_honest_student_keeps_full_marks(graded, stu
     _, out, results, _ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows[student]["score"] == "0", (results[student], open(out / "report.txt").read())
-    assert rows["solution"]["score"] == rows["solution"]["max_score"] == "28"
+    assert rows["solution"]["score"] == rows["solution"]["max_score"] == str(lab_points())
     report = (out / "report.txt").read_text()
-    assert f"{student}: 0 / 28" in report
+    assert f"{student}: 0 / {lab_points()}" in report
 
 
 @pytest.mark.grading

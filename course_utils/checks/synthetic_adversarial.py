@@ -1,4 +1,5 @@
-"""Hidden checks of notebook 02 (synthetic adversarial examples): FGSM, PGD, targeted PGD.
+"""Hidden checks of notebook 02 (synthetic adversarial examples): FGSM, PGD, targeted PGD, and the
+attack confined to a mask (sticker / eyeglasses).
 
 Each check runs the student's attack on a small fixed network and batch, built so that the
 usual mistakes give a different answer: the network has BatchNorm with non-trivial running
@@ -61,7 +62,7 @@ def _forbidden() -> list:
     count only if the student imported torchattacks; never imported here, it can warn)."""
     from .. import attacks
 
-    return [attacks.fgsm, attacks.pgd, attacks._pgd, attacks._loss_gradient, attacks._LinfBall.direction,
+    return [attacks.fgsm, attacks.pgd, attacks._pgd, attacks.masked_attack, attacks._loss_gradient, attacks._LinfBall.direction,
             attacks._LinfBall.project, attacks._LinfBall.sample, attacks.AdversarialTransform.__call__,
             *(f"torchattacks:{cls}.forward" for cls in ("FGSM", "PGD", "PGDL2", "FFGSM", "BIM"))]
 
@@ -309,3 +310,102 @@ def check_targeted_pgd_attack(targeted_pgd_attack: Callable) -> None:
     assert torch.equal(first, second), (
         "targeted_pgd_attack gave different images for the same input: it should start at x itself (no random "
         "start), so that it is deterministic")
+
+
+# --------------------------------------------------------------------------- masked attack
+
+def check_masks(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Two masks for 8x8 images: one (1, 1, 8, 8) region (a 3x4 block and a stray pixel) shared by
+    every image, and a (n, 1, 8, 8) mask that differs per image (each image's own sticker)."""
+    shared = torch.zeros(1, 1, 8, 8)
+    shared[..., 1:4, 2:6] = 1
+    shared[..., 6, 1] = 1
+    g = torch.Generator().manual_seed(seed)
+    per_image = torch.zeros(n, 1, 8, 8)
+    for i, (top, left) in enumerate(torch.randint(0, 5, (n, 2), generator=g).tolist()):
+        per_image[i, :, top:top + 4, left:left + 4] = 1
+    return {"(1, 1, 8, 8)": shared, f"({n}, 1, 8, 8)": per_image}
+
+
+def reference_masked(model, x, target, mask, alpha, steps, *, sign=-1.0, mask_at="each", clamp_at="each",
+                     train_mode=False, use_sign=True) -> torch.Tensor:
+    """The masked targeted attack from x, written out; the keyword arguments produce the usual
+    mistakes: sign=+1 (ascend the target's loss), mask_at="end" (unmasked steps, the mask applied
+    once at the end) or "inverted" (1 - mask), clamp_at="end" | "none", train_mode=True, use_sign=False."""
+    x = x.detach()
+    region = 1 - mask if mask_at == "inverted" else mask
+    x_adv = x.clone()
+    for _ in range(steps):
+        grad = _input_gradient(model, x_adv, target, train_mode=train_mode)
+        step = sign * alpha * (grad.sign() if use_sign else grad)
+        x_adv = x_adv + (step if mask_at == "end" else region * step)
+        if clamp_at == "each":
+            x_adv = x_adv.clamp(0, 1)
+    if mask_at == "end":
+        x_adv = x + region * (x_adv - x)
+    if clamp_at == "end":
+        x_adv = x_adv.clamp(0, 1)
+    return x_adv
+
+
+def _masked_hint(model, x, target, mask, alpha, steps, result) -> str:
+    args = (model, x, target, mask, alpha, steps)
+    mistakes = [
+        (dict(sign=1.0), "It ascends the target class's loss: like targeted PGD, the masked attack DESCENDS the "
+                         "loss of the target, x_adv - alpha * mask * sign(grad)"),
+        (dict(mask_at="end"), "It takes unmasked steps and applies the mask only at the end; multiply every step by "
+                              "the mask, so that the gradient is always taken at an image that differs from x only "
+                              "inside the mask"),
+        (dict(mask_at="inverted"), "It changes the pixels where the mask is 0; the attack may change only the pixels "
+                                   "where the mask is 1"),
+        (dict(clamp_at="end"), "It clamps to [0, 1] only once, at the end; clamp after every step"),
+        (dict(train_mode=True), "It took the gradients in train mode; keep the model in the mode it was given (eval)"),
+        (dict(use_sign=False), "It steps along alpha * mask * grad; step along alpha * mask * grad.sign()"),
+    ]
+    for kwargs, hint in mistakes:
+        if _close(result, reference_masked(*args, **kwargs)):
+            return hint
+    if _close(result, reference_masked(model, x, target, mask, alpha, 1)):
+        return "It takes only one step of size alpha; take `steps` steps"
+    return ("Expected `steps` steps of x_adv = clamp(x_adv - alpha * mask * sign(grad), 0, 1) from x, with grad the "
+            "gradient of the cross-entropy of the target labels; no eps-ball")
+
+
+def check_masked_attack(masked_attack: Callable) -> None:
+    """The targeted attack confined to a mask: `steps` descending sign steps of size alpha on the
+    pixels where the mask is 1, each clamped to [0, 1], from x; no eps-ball; pixels outside the
+    mask exactly as in x; masks shared by the batch and per image; contract as for FGSM."""
+    name = "masked_attack"
+    model, x, y, _, _ = _setup(seed=6)
+    mask = check_masks(len(x))["(1, 1, 8, 8)"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        first = _call(masked_attack, model, x, y, mask, 0.05, 3, what="a repeated call")
+        torch.manual_seed(6)
+        second = _call(masked_attack, model, x, y, mask, 0.05, 3, what="a repeated call")
+    for result in (first, second):
+        assert isinstance(result, torch.Tensor), f"{name} should return a tensor of images, got {type(result).__name__}"
+    assert torch.equal(first, second), (
+        f"{name} gave different images for the same input: it should start at x itself (no random start)")
+    for seed, alpha, steps in ((0, 0.1, 6), (5, 0.04, 4)):
+        model, x, y, x_before, sentinels = _setup(seed)
+        target = (y + 1) % NUM_CLASSES
+        for shape, mask in check_masks(len(x), seed).items():
+            mask_before = mask.clone()
+            what = f"a mask of shape {shape}, alpha={alpha}, steps={steps}"
+            result = _check_contract(name, _call(masked_attack, model, x, target, mask, alpha, steps, what=what),
+                                     model, x, x_before, sentinels, eps=1.0, what=what)
+            assert torch.equal(mask, mask_before), f"{name} changed the mask in place ({what})"
+            outside = (mask.expand_as(x) == 0)
+            moved = int((result != x_before)[outside].sum())
+            assert moved == 0, (
+                f"{name} changed {moved} pixel values outside the mask ({what}); only the pixels where the mask is 1 "
+                "may change: multiply each step by the mask, x_adv - alpha * mask * grad.sign()")
+            expected = reference_masked(model, x_before, target, mask, alpha, steps)
+            largest = float((result - x_before).abs().max())
+            assert largest > alpha * 1.5 or _close(result, expected), (
+                f"{name} moved no pixel by more than {largest:.4f} ({what}): inside the mask the change is not "
+                f"bounded by an eps-ball; {steps} steps of {alpha} may move a pixel by up to {steps * alpha:.2f}")
+            if not _close(result, expected):
+                hint = _masked_hint(model, x_before, target, mask, alpha, steps, result)
+                raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
