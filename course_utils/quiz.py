@@ -1,8 +1,13 @@
-"""The lecture's "try it yourself" for patch localization, as a widget and as a static figure.
+"""The lecture's "try it yourself" for patch localization, as a widget and as static figures.
 
     quiz = PatchQuiz(photos, patch_size=32, gap=8, jitter=4, questions=6, seed=0)
-    quiz.figure()            # every question, for a notebook run headless (papermill, nbconvert)
-    display(quiz.widget())   # one question at a time: 8 buttons, feedback, the answer shown on the photo
+    display(quiz.widget())   # one question at a time: 8 buttons, then feedback and the answer on the photo;
+                             # after the last question, every answer on its photo
+    if not interactive_frontend():   # papermill, nbconvert, nbgrader: nobody can click
+        quiz.figure(); quiz.answers_figure()   # the questions, then their answers
+
+The answers stay out of sight until the student has answered: the widget draws each one only
+after a click, and the static answer figure is drawn only when no person is at the notebook.
 
 Each question is a green-framed centre patch and a red-framed neighbour patch, cut as in
 Doersch et al. (2015) with `augment.PatchLocalization` (gap and jitter, no colour dropping:
@@ -22,6 +27,28 @@ from .viz import imshow_tensor
 GREEN, RED = "#1a9850", "#d73027"
 POSITION_NAMES = PatchLocalization.LABEL_NAMES
 ARROWS = ("↖", "↑", "↗", "←", "→", "↙", "↓", "↘")
+
+
+def interactive_frontend(parent: dict | None = None) -> bool:
+    """True when the running cell was sent by a notebook frontend a person is using.
+
+    JupyterLab and Notebook 7 put the cell's id in the metadata of every execute request
+    (`cellId`, for their debugger; tests/test_browser.py checks it); papermill, nbconvert and
+    nbgrader execute through nbclient, which sends none, and outside a kernel there is no
+    request at all. `parent` is the request (default: the one being executed). A frontend
+    that sends no cell id counts as "nobody there" and gets the static answers, as papermill
+    does: a student may see them early, the report never misses them.
+    """
+    if parent is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        kernel = getattr(get_ipython(), "kernel", None)
+        if kernel is None or not hasattr(kernel, "get_parent"):
+            return False
+        parent = kernel.get_parent()
+    return bool(((parent or {}).get("metadata") or {}).get("cellId"))
 
 
 def _framed(ax, patch: torch.Tensor, color: str, title: str | None = None) -> None:
@@ -61,6 +88,7 @@ class PatchQuiz:
         self.current = 0
         self.score = 0
         self.answered: list[bool | None] = [None] * questions
+        self.guesses: list[int | None] = [None] * questions  # the first answer to each question
 
     def __len__(self) -> int:
         return len(self.images)
@@ -68,6 +96,15 @@ class PatchQuiz:
     @property
     def answers(self) -> list[str]:
         return [POSITION_NAMES[int(k)] for k in self.sample.labels]
+
+    @property
+    def finished(self) -> bool:
+        """Every question has been answered (at least once)."""
+        return all(a is not None for a in self.answered)
+
+    def answer_key(self) -> str:
+        """The answers in one line: "Q1 top-left, Q2 right, ..."."""
+        return ", ".join(f"Q{i + 1} {answer}" for i, answer in enumerate(self.answers))
 
     def figure(self, *, ncols: int = 3, reveal: bool = False):
         """All questions: the green centre patch and the red neighbour side by side (answers in the titles
@@ -101,11 +138,33 @@ class PatchQuiz:
         ax.set_title(f"Q{i + 1}: the red patch is {self.answers[i]}", fontsize=9)
         return ax.figure
 
+    def answers_figure(self, *, ncols: int = 3):
+        """Every question on its photo, where the two patches were cut; once answered, with the
+        first answer given ("you: ...", right or not). Returns the figure."""
+        import matplotlib.pyplot as plt
+
+        n = len(self)
+        nrows = -(-n // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.4 * nrows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for i, ax in enumerate(axes.flat[:n]):
+            self.reveal(i, ax=ax)
+            guess = self.guesses[i]
+            if guess is not None:
+                mark = "right" if self.answered[i] else f"you: {POSITION_NAMES[guess]}"
+                ax.set_title(f"{ax.get_title()}\n({mark})", fontsize=9, color=GREEN if self.answered[i] else RED)
+        fig.suptitle("The answers: where the green and the red patch were cut")
+        fig.tight_layout()
+        return fig
+
     def check(self, position: int) -> bool:
-        """Record the answer `position` (0..7, row-major) to the current question; True if right."""
+        """Record the answer `position` (0..7, row-major) to the current question; True if right.
+        Only the first answer to a question counts for the score."""
         right = int(self.sample.labels[self.current]) == int(position)
         if self.answered[self.current] is None:
             self.answered[self.current] = right
+            self.guesses[self.current] = int(position)
             self.score += int(right)
         return right
 
@@ -126,12 +185,17 @@ class PatchQuiz:
         return self._png(fig)
 
     def widget(self):
-        """One question at a time: a 3x3 pad of buttons around the green patch, feedback, and Next."""
+        """One question at a time: a 3x3 pad of buttons around the green patch, feedback, and Next.
+
+        Nothing in it shows an answer before the student has given one: a click reveals that
+        question's answer on its photo, and answering the last unanswered question reveals
+        every answer (`answers_figure`) below the pad."""
         import ipywidgets as w
 
         # align_self: a VBox stretches its children to its width, which would blow the PNGs up
         picture = w.Image(value=self._question_png(0), format="png", layout=w.Layout(align_self="flex-start"))
         answer = w.Image(format="png", layout=w.Layout(display="none", align_self="flex-start"))
+        summary = w.Image(format="png", layout=w.Layout(display="none", align_self="flex-start"))
         feedback = w.HTML(f"Question 1 of {len(self)}: where is the red patch relative to the green one?")
         buttons = []
         for position, arrow in enumerate(ARROWS):
@@ -152,6 +216,11 @@ class PatchQuiz:
             feedback.value += f" Score: {self.score} of {sum(a is not None for a in self.answered)}."
             answer.value = self._png(self.reveal(self.current))
             answer.layout.display = None
+            if self.finished:
+                feedback.value += " All questions answered: every answer is drawn at the bottom."
+                if summary.layout.display == "none":  # drawn once: only first answers appear in it
+                    summary.value = self._png(self.answers_figure())
+                    summary.layout.display = None
 
         def on_next(_):
             self.current = (self.current + 1) % len(self)
@@ -162,6 +231,7 @@ class PatchQuiz:
         for button in buttons:
             button.on_click(on_answer)
         next_button.on_click(on_next)
-        box = w.VBox([picture, feedback, pad, next_button, answer])
+        box = w.VBox([picture, feedback, pad, next_button, answer, summary])
         box.quiz_buttons, box.quiz_feedback, box.quiz_next = buttons, feedback, next_button  # for tests
+        box.quiz_answer, box.quiz_summary = answer, summary
         return box

@@ -216,35 +216,62 @@ def test_notebook_02_runs_all_and_the_eps_slider_redraws(page, server):
 def test_notebook_05_quiz_gives_feedback(page, server):
     path = server.notebook_dir / "solutions" / NB05
     cells = open_notebook(page, server, f"solutions/{NB05}")
-    quiz_index, answers_index = index_of(path, "display(quiz.widget())"), index_of(path, 'print("Answers:"')
-    select_cell(cells, answers_index + 1)
+    quiz_index, fallback_index = index_of(path, "display(quiz.widget())"), index_of(path, "interactive_frontend()")
+    select_cell(cells, fallback_index + 1)
     menu(page, "Run", "Run All Above Selected Cell")
     wait_idle(page, timeout=3 * MINUTE)
-    printed = cells.nth(answers_index).locator(".jp-OutputArea-output").first.inner_text()
-    right = re.search(r"Q1 ([^,\n]+)", printed).group(1).strip()
+    # in JupyterLab the static fallback (questions and answers, for papermill's report) stays away
+    fallback = cells.nth(fallback_index).locator(".jp-OutputArea")
+    assert "widget above" in fallback.inner_text() and "Answers" not in fallback.inner_text(), fallback.inner_text()
+    assert fallback.locator("img").count() == 0, "the answers are drawn before the student answered"
 
     quiz = cells.nth(quiz_index)
     quiz.scroll_into_view_if_needed()
     buttons = quiz.locator(".widget-gridbox button")
     buttons.nth(8).wait_for(timeout=MINUTE)  # eight directions and the green centre
     names = [b.strip().split(" ", 1)[-1] for b in buttons.all_inner_texts()]  # "↖ top left", ..., "green"
+    directions = [n for n in names if n != "green"]
     feedback = quiz.locator(".widget-html-content").first
     widget = buttons.first.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")  # the quiz box
+    shown_images = widget.locator("img:visible")
     assert "Question 1" in feedback.inner_text()
-    shown, natural = widget.locator("img").first.evaluate("e => [e.clientWidth, e.naturalWidth]")
+    assert not any(n in feedback.inner_text() for n in directions), "the question gives its answer away"
+    assert shown_images.count() == 1, "an answer is drawn before the student answered"
+    shown, natural = shown_images.first.evaluate("e => [e.clientWidth, e.naturalWidth]")
     assert shown <= natural, f"the quiz picture is stretched from {natural} to {shown} px"
     shot(page, "05_nb05_quiz_question", widget)
 
-    wrong = next(n for n in names if n not in (right, "green"))
-    buttons.nth(names.index(wrong)).click()
-    page.wait_for_function("el => el.innerText.includes('Not quite')", arg=feedback.element_handle(), timeout=MINUTE)
-    assert f"it is {right}, not {wrong}" in feedback.inner_text()
-    shot(page, "06_nb05_quiz_wrong_answer", widget)
+    def answer(name: str, expect: str = "Right!|Not quite") -> str:
+        buttons.nth(names.index(name)).click()
+        page.wait_for_function("([el, re]) => new RegExp(re).test(el.innerText)",
+                               arg=[feedback.element_handle(), expect], timeout=MINUTE)
+        page.wait_for_function("([el, n]) => [...el.querySelectorAll('img')].filter(i => i.offsetParent).length >= n",
+                               arg=[widget.element_handle(), 2], timeout=MINUTE)  # the answer, drawn on the photo
+        return feedback.inner_text()
 
-    buttons.nth(names.index(right)).click()
-    page.wait_for_function("el => el.innerText.includes('Right!')", arg=feedback.element_handle(), timeout=MINUTE)
-    assert f"It is {right}." in feedback.inner_text()
+    guess = directions[0]
+    text = answer(guess)
+    right = re.search(r"[Ii]t is ([a-z ]+?)(?:, not |\.)", text).group(1)
+    if right != guess:
+        assert f"it is {right}, not {guess}" in text, text
+        shot(page, "06_nb05_quiz_wrong_answer", widget)
+        text = answer(right, expect="Right!")
+        assert "Score: 0 of 1." in text, f"a second try changed the score: {text}"
+    assert f"Right! It is {right}." in text, text
     shot(page, "07_nb05_quiz_right_answer", widget)
+
+    questions = int(re.search(r"questions=(\d+)", nbformat.read(path, as_version=4).cells[quiz_index].source).group(1))
+    for question in range(2, questions + 1):
+        quiz.get_by_text("Next question").click()
+        page.wait_for_function("([el, q]) => el.innerText.includes(`Question ${q} `)",
+                               arg=[feedback.element_handle(), question], timeout=MINUTE)
+        assert shown_images.count() == 1, f"question {question}'s answer is drawn before it was given"
+        text = answer(guess)
+        assert f"of {question}." in text, text
+        assert ("All questions answered" in text) == (question == questions), text
+    page.wait_for_function("el => [...el.querySelectorAll('img')].filter(i => i.offsetParent).length === 3",
+                           arg=widget.element_handle(), timeout=MINUTE)  # question, its answer, all the answers
+    shot(page, "07b_nb05_quiz_all_answers", widget)
 
 
 def test_release_notebook_asks_for_the_answer_and_shows_progress_widgets(page, server):

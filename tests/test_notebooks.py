@@ -22,7 +22,17 @@ QUICK_EXPECTATIONS = {
     "01_natural_adversarial_examples": {"n_images": (80, 80), "top1": (0.0, 1.0), "top5": (0.0, 1.0),
                                         "calibration_error": (0.0, 1.0), "aurra": (0.0, 1.0)},
     # the lecture's claims on plain digits: accurate, yet brittle under PGD
-    "02_synthetic_adversarial_examples": {"clean_accuracy": (0.95, 1.0), "pgd_accuracy": (0.0, 0.10)},
+    "02_synthetic_adversarial_examples": {"clean_accuracy": (0.95, 1.0), "pgd_accuracy": (0.0, 0.10),
+                                          # random noise of the same size does almost nothing; PGD beats FGSM image by image
+                                          "random_sign_accuracy": (0.90, 1.0), "fgsm_only_fooled_fraction": (0.0, 0.02),
+                                          "grey_pgd_accuracy": (0.0, 0.30),
+                                          # "too linear": near-straight logits over the ball; FGSM near a linear model's
+                                          # exact worst case (which no attack can beat)
+                                          "true_logit_linearity_r2": (0.90, 1.0), "linear_fgsm_above_worst_case": (0.0, 0.10),
+                                          # high dimension: ||w||_1/||w||_2 grows like sqrt(d), i.e. 4x from 16 to 64 px
+                                          "l1_over_l2_growth": (2.5, 5.0), "largest_size_random_sign_accuracy": (0.90, 1.0),
+                                          # stickers and eyeglasses: no eps-ball, only a region
+                                          "eyeglasses_success_rate": (0.30, 1.0), "largest_sticker_success_rate": (0.80, 1.0)},
     # adversarial training buys robustness at little clean cost; FGSM training at a large eps
     # overfits catastrophically (robust to FGSM, not to PGD)
     "03_robustness_and_defences": {"standard_clean_accuracy": (0.95, 1.0), "standard_pgd_accuracy": (0.0, 0.10),
@@ -32,6 +42,10 @@ QUICK_EXPECTATIONS = {
     "04_rotation": {"rotation_probe_margin": (0.0, 1.0)},
     "05_patch_localization": {"patch_probe_margin": (0.0, 1.0)},
     "06_simclr": {"simclr_probe_margin": (0.0, 1.0)},
+    # clustering: the patch-localization encoder beats its random init (raw pixels may beat both: said in the
+    # notebook); video: pointing into a coloured reference frame colours and tracks where copying in place does not
+    "07_beyond_classification": {"patch_cluster_nmi_margin": (0.0, 1.0), "video_pointer_mse": (0.0, 0.005),
+                                 "video_colocated_mse": (0.03, 0.12), "video_pointer_mask_iou": (0.6, 1.0)},
 }
 
 
