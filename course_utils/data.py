@@ -152,8 +152,13 @@ def digits_m_backgrounds(n: int, split: str, size: int = 32, seed: int = 0) -> t
     is ever seen in training. Deterministic in (`n`, `split`, `size`, `seed`).
     """
     _check_split(split)
-    g = torch.Generator().manual_seed(seed * 2 + (split == "test"))
     photos = _downscaled_photos()
+    largest = min(min(img.shape[1], int(img.shape[2] * DIGITS_M_TRAIN_FRACTION),
+                      img.shape[2] - int(img.shape[2] * DIGITS_M_TRAIN_FRACTION)) for img in photos.values())
+    if not 0 < size <= largest:
+        raise ValueError(f"size must be in 1..{largest}: the smallest photo scale's test region is {largest} px wide, "
+                         f"got size={size}; make larger backgrounds by upsampling {largest}-px crops")
+    g = torch.Generator().manual_seed(seed * 2 + (split == "test"))
     n_photos, n_scales = len(_sample_photos()), len(DIGITS_M_SCALES)
     photo_idx = torch.randint(n_photos, (n,), generator=g)
     scale_idx = torch.randint(n_scales, (n,), generator=g)

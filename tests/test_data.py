@@ -113,3 +113,9 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     assert data.data_dir() == tmp_path
     monkeypatch.delenv("COURSE_DATA_DIR")
     assert str(data.data_dir()).endswith("course_utils")
+
+
+def test_digits_m_backgrounds_larger_than_the_photos_allow_are_refused_with_the_limit():
+    assert digits_m_backgrounds(3, "test", size=33).shape == (3, 3, 33, 33)
+    with pytest.raises(ValueError, match=r"size must be in 1\.\.33"):
+        digits_m_backgrounds(3, "test", size=40)
