@@ -144,3 +144,40 @@ def plot_accuracy_bars(table: dict, *, ax=None, title: str | None = None):
     ax.legend(ncols=len(kinds), fontsize=8, loc="upper center")
     ax.figure.tight_layout()
     return ax
+
+
+# --- Self-supervision (notebook 06) -----------------------------------------------------------
+
+
+def plot_label_efficiency(curves: dict, *, ax=None, title: str | None = None, ylabel: str = "test accuracy",
+                          reference: float | None = None, reference_label: str | None = None,
+                          styles: dict | None = None):
+    """Accuracy against labelled images per class on a log x axis, one line per method with error
+    bars of one standard deviation over label draws.
+
+    `curves` is {name: curve}, each curve with `per_class`, `means` and `stds` (e.g.
+    `course_utils.probe.LabelCurve`, or its paired differences with a baseline). The lines are
+    nudged sideways a little so that error bars at the same point do not hide each other.
+    `reference` draws a dotted horizontal line (chance, or 0 for gains); `styles` gives matplotlib
+    keywords per name (e.g. the same colour for a method in two panels, or `linestyle="none"` for
+    a method measured at a few points only, which a line would interpolate). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    n = len(curves)
+    for j, (name, curve) in enumerate(curves.items()):
+        nudge = 1.05 ** (j - (n - 1) / 2)
+        style = {"marker": "o", "markersize": 4, "capsize": 3, **(styles or {}).get(name, {})}
+        ax.errorbar([k * nudge for k in curve.per_class], curve.means, yerr=curve.stds, label=name, **style)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle=":", label=reference_label)
+    ax.set_xscale("log")
+    ticks = sorted({k for curve in curves.values() for k in curve.per_class})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="labelled images per class (log scale)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax

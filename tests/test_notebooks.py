@@ -41,7 +41,11 @@ QUICK_EXPECTATIONS = {
     # each pretext task's probe beats random init by more than the spread over label draws and seeds
     "04_rotation": {"rotation_probe_margin": (0.0, 1.0)},
     "05_patch_localization": {"patch_probe_margin": (0.0, 1.0)},
-    "06_simclr": {"simclr_probe_margin": (0.0, 1.0)},
+    "06_simclr": {"simclr_probe_margin": (0.0, 1.0),
+                  # label efficiency: the best pretext encoder's paired gain over random init at the most labels;
+                  # flips and rotations change what a digit is
+                  "label_curve_best_gain_most": (0.05, 0.30), "flip_kept_class_supervised": (0.05, 0.40),
+                  "rotated_six_called_nine": (0.40, 1.0)},
     # clustering: the patch-localization encoder beats its random init (raw pixels may beat both: said in the
     # notebook); video: pointing into a coloured reference frame colours and tracks where copying in place does not
     "07_beyond_classification": {"patch_cluster_nmi_margin": (0.0, 1.0), "video_pointer_mse": (0.0, 0.005),
