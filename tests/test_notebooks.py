@@ -37,7 +37,17 @@ QUICK_EXPECTATIONS = {
     # overfits catastrophically (robust to FGSM, not to PGD)
     "03_robustness_and_defences": {"standard_clean_accuracy": (0.95, 1.0), "standard_pgd_accuracy": (0.0, 0.10),
                                    "adversarial_pgd_accuracy": (0.50, 1.0), "adversarial_clean_accuracy": (0.85, 1.0),
-                                   "overfit_pgd_accuracy": (0.0, 0.10)},
+                                   "overfit_pgd_accuracy": (0.0, 0.10),
+                                   # limits: the robust model falls at 2 eps and gains nothing under rotation or a
+                                   # photo background; stickers still reach their target
+                                   "adversarial_linf_2eps_accuracy": (0.0, 0.25), "rotation_gain": (-0.15, 0.10),
+                                   "background_gain": (-0.15, 0.10), "adversarial_largest_sticker_success": (0.4, 1.0),
+                                   # PGD training at the large eps fails too: that eps overlaps other digits
+                                   "pgd_large_pgd_accuracy": (0.0, 0.5), "overlap_fraction_eps": (0.0, 0.02),
+                                   "overlap_fraction_eps_large": (0.1, 1.0),
+                                   # transfer attacks: weaker than white-box on the robust model (no masking), stronger
+                                   # than white-box FGSM on the catastrophically overfit one (masking)
+                                   "adversarial_transfer_minus_pgd": (0.0, 1.0), "overfit_fgsm_minus_transfer": (0.05, 1.0)},
     # each pretext task's probe beats random init by more than the spread over label draws and seeds
     "04_rotation": {"rotation_probe_margin": (0.0, 1.0)},
     "05_patch_localization": {"patch_probe_margin": (0.0, 1.0)},
