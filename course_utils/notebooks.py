@@ -50,9 +50,15 @@ def find_notebooks(directory: str | os.PathLike = SOLUTIONS_DIR, select: list[st
     return paths
 
 
+# The longest cell of any profile (training on a busy 2-core CPU) takes a few minutes; a cell that
+# runs for half an hour is stuck, and fails its notebook instead of stalling the run (and CI).
+CELL_TIMEOUT = int(os.environ.get("LAB_CELL_TIMEOUT", "1800"))
+
+
 def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | os.PathLike = "build",
                   html: bool = True, log_output: bool = False) -> list[NotebookRun]:
-    """Execute each notebook with papermill on `profile`, from its own folder.
+    """Execute each notebook with papermill on `profile`, from its own folder; a cell that runs
+    longer than `CELL_TIMEOUT` seconds (`LAB_CELL_TIMEOUT` in the environment) fails its notebook.
 
     Writes `out_dir/executed/<name>.ipynb`, `out_dir/html/<name>.html` and
     `out_dir/results.json`; a failing notebook is recorded and the others still run.
@@ -73,9 +79,11 @@ def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | o
         try:
             papermill.execute_notebook(str(path), str(target), parameters={"PROFILE": profile},
                                        cwd=str(path.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3")
+                                       kernel_name="python3", execution_timeout=CELL_TIMEOUT)
         except Exception as exc:  # papermill raises PapermillExecutionError and friends; the run goes on
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            if "Timeout" in type(exc).__name__:
+                error = f"{type(exc).__name__}: a cell ran longer than {CELL_TIMEOUT} s (LAB_CELL_TIMEOUT); it is stuck or too slow"
         seconds = time.perf_counter() - start
         results, html_path = {}, None
         if target.exists():

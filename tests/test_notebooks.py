@@ -156,3 +156,16 @@ def test_every_graded_exercise_has_a_solution_and_hidden_checks():
         for cell in tests:
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{path.name}: a graded test cell without hidden tests"
             assert cell.metadata["nbgrader"]["points"] > 0
+
+
+def test_a_stuck_cell_fails_its_notebook_instead_of_stalling_the_run(tmp_path, monkeypatch):
+    from course_utils import notebooks
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("PROFILE = 'quick'", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("import time\ntime.sleep(60)")],
+                                  metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+                                            "language_info": {"name": "python"}})
+    nbformat.write(nb, tmp_path / "stuck.ipynb")
+    monkeypatch.setattr(notebooks, "CELL_TIMEOUT", 3)
+    (run,) = run_notebooks([tmp_path / "stuck.ipynb"], out_dir=tmp_path / "out", html=False)
+    assert run.status == "failed" and "a cell ran longer than 3 s" in run.error, run.error

@@ -27,8 +27,7 @@ def hand_accuracy(model, x, y) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def test_accuracy_under_matches_a_hand_loop_for_every_threat(digits):
-    x, y = digits
+def test_accuracy_under_matches_a_hand_loop_for_every_threat():
     model = linear_model()
     loader = make_loader(load_digits("test", size=8).subset(40), 16)  # three batches, the last one short
     flip = lambda xb, yb: xb.flip(-1)  # noqa: E731
