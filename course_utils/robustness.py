@@ -14,30 +14,16 @@ a classifier both accurate and robust at radius eps exists when the classes are 
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from .attacks import _accuracies, _model_device, _model_mode
+
 __all__ = ["accuracy_under", "adversarial_examples", "success_rate", "nearest_other_class_distance"]
 
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters(), torch.empty(0)).device
 
 
 def accuracy_under(model: nn.Module, loader: Iterable, perturbations: dict[str, Perturbation | None]) -> dict[str, float]:
@@ -52,21 +38,8 @@ def accuracy_under(model: nn.Module, loader: Iterable, perturbations: dict[str, 
     """
     if not perturbations:
         raise ValueError("perturbations is empty; pass e.g. {'clean': None, 'rotated': lambda x, y: rotate(x, 30)}")
-    device = _device(model)
-    correct = {name: 0 for name in perturbations}
-    seen = 0
-    with _eval_mode(model):
-        for batch in loader:
-            x, y = batch
-            x, y = x.to(device), torch.as_tensor(y).to(device)
-            for name, perturb in perturbations.items():
-                images = x if perturb is None else perturb(x, y)
-                with torch.no_grad():
-                    correct[name] += int((model(images.to(device)).argmax(1) == y).sum())
-            seen += len(y)
-    if seen == 0:
-        raise ValueError("the loader yielded no images")
-    return {name: n / seen for name, n in correct.items()}
+    with _model_mode(model):  # one pass, as robust_accuracy and accuracy_vs_eps make theirs
+        return _accuracies(model, loader, perturbations)
 
 
 def adversarial_examples(model: nn.Module, loader: Iterable, attack: Callable[..., torch.Tensor],
@@ -74,7 +47,7 @@ def adversarial_examples(model: nn.Module, loader: Iterable, attack: Callable[..
     """`attack(model, x, y, **attack_kwargs)` on every (x, y) batch of `loader`, kept: (adversarial
     images, labels), concatenated on the CPU. Crafted once, they can be shown to other models:
     a transfer attack (Papernot, McDaniel & Goodfellow 2016), the check for gradient masking."""
-    device = _device(model)
+    device = _model_device(model)
     images, labels = [], []
     for x, y in loader:
         images.append(attack(model, x.to(device), torch.as_tensor(y).to(device), **attack_kwargs).cpu())
@@ -89,8 +62,8 @@ def success_rate(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) ->
     class: the success rate of a targeted attack."""
     if len(x_adv) != len(target):
         raise ValueError(f"one target per image: got {len(x_adv)} images and {len(target)} targets")
-    with torch.no_grad(), _eval_mode(model):
-        device = _device(model)
+    with torch.no_grad(), _model_mode(model):
+        device = _model_device(model)
         return float((model(x_adv.to(device)).argmax(1) == target.to(device)).float().mean())
 
 
