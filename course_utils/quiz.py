@@ -211,16 +211,18 @@ class PatchQuiz:
         def on_answer(button):
             right = self.check(button.position)
             truth = self.answers[self.current]
-            feedback.value = (f"<b style='color:{GREEN}'>Right!</b> It is {truth}." if right else
-                              f"<b style='color:{RED}'>Not quite:</b> it is {truth}, not {POSITION_NAMES[button.position]}.")
-            feedback.value += f" Score: {self.score} of {sum(a is not None for a in self.answered)}."
+            text = (f"<b style='color:{GREEN}'>Right!</b> It is {truth}." if right else
+                    f"<b style='color:{RED}'>Not quite:</b> it is {truth}, not {POSITION_NAMES[button.position]}.")
+            text += f" Score: {self.score} of {sum(a is not None for a in self.answered)}."
             answer.value = self._png(self.reveal(self.current))
             answer.layout.display = None
             if self.finished:
-                feedback.value += " All questions answered: every answer is drawn at the bottom."
+                text += " All questions answered: every answer is drawn at the bottom."
                 if summary.layout.display == "none":  # drawn once: only first answers appear in it
                     summary.value = self._png(self.answers_figure())
                     summary.layout.display = None
+            # one assignment, after the pictures: the frontend never shows half a verdict
+            feedback.value = text
 
         def on_next(_):
             self.current = (self.current + 1) % len(self)

@@ -87,3 +87,20 @@ def test_interactive_frontend_means_a_cell_sent_by_a_notebook_frontend():
     assert interactive_frontend({"msg_type": "execute_request", "metadata": {"cellId": "cell-05"}})  # JupyterLab
     assert not interactive_frontend({"msg_type": "execute_request", "metadata": {}})  # nbclient: papermill, nbgrader
     assert not interactive_frontend({})
+
+
+def test_each_answer_updates_the_feedback_once_after_its_pictures(quiz):
+    """The browser sees every trait change: a verdict sent in pieces, or before its picture, can be read half done."""
+    box = quiz.widget()
+    events = []
+    box.quiz_feedback.observe(lambda change: events.append(("feedback", change["new"])), names="value")
+    for image in (box.quiz_answer, box.quiz_summary):
+        image.observe(lambda change, image=image: events.append(("picture", image)), names="value")
+    for question in range(len(quiz)):
+        events.clear()
+        box.quiz_buttons[int(quiz.sample.labels[question])].click()
+        feedback = [value for kind, value in events if kind == "feedback"]
+        assert len(feedback) == 1, feedback
+        assert events[-1][0] == "feedback", "the verdict came before its picture"
+        assert ("All questions answered" in feedback[0]) == (question == len(quiz) - 1)
+        box.quiz_next.click()
