@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import use_non_blocking
+
 __all__ = [
     "fgsm", "pgd", "masked_attack", "square_mask", "eyeglasses_mask", "robust_accuracy", "accuracy_vs_eps",
     "AdversarialTransform", "GaussianNoiseTransform",
@@ -316,7 +318,8 @@ def _batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Ten
             x, y = batch
         except (TypeError, ValueError):
             raise ValueError("the loader must yield (images, labels) batches") from None
-        yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+        non_blocking = use_non_blocking(device)
+        yield x.to(device, non_blocking=non_blocking), torch.as_tensor(y).to(device, non_blocking=non_blocking)
 
 
 def _accuracies(model: nn.Module, loader: Iterable, attacks: dict) -> dict:

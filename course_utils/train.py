@@ -1,12 +1,14 @@
-"""Training and evaluation: one code path for the CPU and the GPU.
+"""Training and evaluation: one code path for the CPU, Apple's MPS and CUDA.
 
 On CUDA, `fit` uses mixed precision (float16 autocast with a gradient scaler) and
-non-blocking copies from pinned memory; an optional `batch_transform` runs on the device
+non-blocking copies from pinned memory; on MPS and the CPU it trains in float32 with plain
+copies (`course_utils.runtime` says why). An optional `batch_transform` runs on the device
 (augmentation, pretext-task construction, adversarial examples), so no notebook needs a
 training loop of its own.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import get_device
+from .runtime import get_device, use_amp, use_non_blocking
 
 BatchTransform = Callable[[Any, Any], tuple[Any, Any]]
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -49,9 +51,10 @@ class History:
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
-    """Move a tensor, or the tensors in a tuple/list, to `device` (non-blocking from pinned memory)."""
+    """Move a tensor, or the tensors in a tuple/list, to `device` (non-blocking to CUDA only)."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
+        device = torch.device(device)
+        return obj.to(device, non_blocking=use_non_blocking(device))
     if isinstance(obj, (tuple, list)):
         return type(obj)(to_device(o, device) for o in obj)
     return obj
@@ -80,7 +83,8 @@ def _forward(model: nn.Module, batch: Any, device: torch.device, batch_transform
     """One batch through the model: to the device, the optional transform, outputs and loss."""
     x, y = _split_batch(to_device(batch, device))
     inputs, targets = batch_transform(x, y) if batch_transform is not None else (x, y)
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+    # autocast is entered only when on: older PyTorch rejects torch.autocast("mps") even when disabled
+    with torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext():
         outputs = model(inputs)
         loss = loss_fn(outputs, targets)
     return inputs, targets, outputs, loss
@@ -123,10 +127,11 @@ def fit(model: nn.Module, loader, *, epochs: int, lr: float = 1e-3, weight_decay
     step. The default optimizer is Adam with a one-cycle learning-rate schedule peaking at
     `lr` (Smith & Topin 2019), which trains the small models here in a few epochs.
     `max_steps` caps the number of steps (the grade profile uses it).
+    `amp` (mixed precision) defaults to `runtime.use_amp(device)`: on for CUDA only.
     """
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
-    amp = device.type == "cuda" if amp is None else amp
+    amp = use_amp(device) if amp is None else amp
     loss_fn = loss_fn or F.cross_entropy
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * len(loader)
@@ -140,7 +145,7 @@ def fit(model: nn.Module, loader, *, epochs: int, lr: float = 1e-3, weight_decay
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total)
     elif schedule is not None:
         raise ValueError(f"schedule must be 'onecycle' or None, got {schedule!r}")
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type) if amp else None
     history = History()
     bar = tqdm(total=total, desc=desc, disable=not progress, file=sys.stdout, dynamic_ncols=True)
     step = 0
@@ -153,9 +158,13 @@ def fit(model: nn.Module, loader, *, epochs: int, lr: float = 1e-3, weight_decay
                 break
             inputs, targets, outputs, loss = _forward(model, batch, device, batch_transform, loss_fn, amp)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             meter.add(inputs, targets, outputs, loss)
@@ -190,7 +199,7 @@ def evaluate(model: nn.Module, loader, *, loss_fn: LossFn | None = None, batch_t
     The model's train/eval mode is restored afterwards.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    amp = device.type == "cuda" if amp is None else amp
+    amp = use_amp(device) if amp is None else amp
     loss_fn = loss_fn or F.cross_entropy
     was_training = model.training
     model.eval()
