@@ -8,13 +8,21 @@ import sys
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .notebooks import find_notebooks, run_notebooks, summary_table
+    from .report import RunProgress, write_index
 
     paths = find_notebooks(args.solutions, args.notebooks)
-    print(f"Executing {len(paths)} notebook(s) on the '{args.profile}' profile; outputs go to {args.out}/")
-    runs = run_notebooks(paths, profile=args.profile, out_dir=args.out, html=not args.no_html)
+    print(f"Running {len(paths)} notebook(s) on the '{args.profile}' profile; outputs go to {args.out}/", flush=True)
+    with RunProgress(len(paths)) as progress:
+        runs = run_notebooks(paths, profile=args.profile, out_dir=args.out, html=not args.no_html,
+                             on_start=progress.start, on_finish=progress.finish)
+    index = write_index(runs, args.out, profile=args.profile)
     print()
     print(summary_table(runs))
-    print(f"\nExecuted notebooks, HTML and results.json are in {args.out}/")
+    print(f"\nEvery number, with the lecture claim it supports: {index}")
+    print(f"Executed notebooks: {args.out}/executed/")
+    if not args.no_html:
+        print(f"Rendered notebooks: {args.out}/html/")
+    print(f"Numbers as JSON:    {args.out}/results.json")
     return 1 if any(r.status != "ok" for r in runs) else 0
 
 

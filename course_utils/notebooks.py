@@ -14,9 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-from .results import read_results
+from typing import Any, Callable
 
 ASSIGNMENT = "lab4"
 SOLUTIONS_DIR = Path("solutions") / ASSIGNMENT
@@ -34,6 +32,8 @@ class NotebookRun:
     error: str | None = None
     executed: str | None = None
     html: str | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # result name -> the notebook's label
+    kernel_log: str | None = None  # what the kernel process wrote to its stderr, when it wrote anything
 
 
 def find_notebooks(directory: str | os.PathLike = SOLUTIONS_DIR, select: list[str] | None = None) -> list[Path]:
@@ -55,45 +55,96 @@ def find_notebooks(directory: str | os.PathLike = SOLUTIONS_DIR, select: list[st
 CELL_TIMEOUT = int(os.environ.get("LAB_CELL_TIMEOUT", "1800"))
 
 
+def _kernel_manager_class():
+    """jupyter_client's kernel manager, with the kernel process's own stderr sent to the file
+    named by `stderr_path` instead of the terminal of `course-lab run`.
+
+    Everything a cell prints, Python's warnings included, reaches the notebook through ipykernel;
+    the process's stderr carries the kernel application's log (ipykernel >= 7 warns there at every
+    start that the kernel "is running over TCP without encryption", which on a loopback socket of
+    one user's run says nothing actionable) and a copy of what C libraries write to file
+    descriptor 2. The file is kept beside the executed notebook and named when a notebook fails.
+    (jupyter_client 8.10's CurveZMQ `transport_encryption="auto"` would remove the warning itself,
+    but a run with it lost a cell's replies once and hung; it is too new to rely on.)
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode
+
+    class LabKernelManager(AsyncKernelManager):
+        stderr_path = Unicode("", config=True, help="file that receives the kernel process's stderr")
+
+        async def start_kernel(self, **kw):
+            if not self.stderr_path or "stderr" in kw:
+                return await super().start_kernel(**kw)
+            with open(self.stderr_path, "ab") as stderr:  # the kernel has its own copy once started
+                return await super().start_kernel(stderr=stderr, **kw)
+
+    return LabKernelManager
+
+
 def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | os.PathLike = "build",
-                  html: bool = True, log_output: bool = False) -> list[NotebookRun]:
+                  html: bool = True, log_output: bool = False, cell_timeout: int | None = None,
+                  on_start: Callable[[int, Path], None] | None = None,
+                  on_finish: Callable[[int, NotebookRun], None] | None = None) -> list[NotebookRun]:
     """Execute each notebook with papermill on `profile`, from its own folder; a cell that runs
-    longer than `CELL_TIMEOUT` seconds (`LAB_CELL_TIMEOUT` in the environment) fails its notebook.
+    longer than `cell_timeout` seconds (default `CELL_TIMEOUT`: `LAB_CELL_TIMEOUT` in the
+    environment, else 30 min) fails its notebook.
 
     Writes `out_dir/executed/<name>.ipynb`, `out_dir/html/<name>.html` and
-    `out_dir/results.json`; a failing notebook is recorded and the others still run.
+    `out_dir/results.json`; what a kernel process writes to its stderr goes to
+    `out_dir/logs/<name>.kernel.log`. A failing notebook is recorded and the others still run.
+    `on_start(i, path)` and `on_finish(i, run)` are called around the i-th notebook (from 0),
+    for progress reports.
     """
     import nbformat
     import papermill
+    from traitlets.config import Config
 
+    from .results import read_records
+
+    timeout = CELL_TIMEOUT if cell_timeout is None else cell_timeout
+    manager = _kernel_manager_class()
     out_dir = Path(out_dir)
-    (out_dir / "executed").mkdir(parents=True, exist_ok=True)
-    if html:
-        (out_dir / "html").mkdir(parents=True, exist_ok=True)
+    for sub in ("executed", "logs") + (("html",) if html else ()):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
     runs = []
-    for path in paths:
+    for index, path in enumerate(paths):
         path = Path(path)
+        if on_start:
+            on_start(index, path)
         target = out_dir / "executed" / path.name
+        kernel_log = out_dir / "logs" / (path.stem + ".kernel.log")
+        kernel_log.unlink(missing_ok=True)
+        config = Config({manager.__name__: {"stderr_path": str(kernel_log.resolve())}})  # papermill chdirs
         start = time.perf_counter()
         error = None
         try:
             papermill.execute_notebook(str(path), str(target), parameters={"PROFILE": profile},
                                        cwd=str(path.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3", execution_timeout=CELL_TIMEOUT)
+                                       kernel_name="python3", execution_timeout=timeout,
+                                       kernel_manager_class=manager, config=config)
         except Exception as exc:  # papermill raises PapermillExecutionError and friends; the run goes on
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             if "Timeout" in type(exc).__name__:
-                error = f"{type(exc).__name__}: a cell ran longer than {CELL_TIMEOUT} s (LAB_CELL_TIMEOUT); it is stuck or too slow"
+                error = f"{type(exc).__name__}: a cell ran longer than {timeout} s (LAB_CELL_TIMEOUT); it is stuck or too slow"
         seconds = time.perf_counter() - start
-        results, html_path = {}, None
+        records, html_path = {}, None
         if target.exists():
             nb = nbformat.read(str(target), as_version=4)
-            results = read_results(nb)
+            records = read_records(nb)
             if html:
                 html_path = out_dir / "html" / (path.stem + ".html")
                 html_path.write_text(_to_html(nb), encoding="utf-8")
-        runs.append(NotebookRun(path.stem, "failed" if error else "ok", round(seconds, 1), results, error,
-                                str(target), str(html_path) if html_path else None))
+        has_log = kernel_log.exists() and kernel_log.stat().st_size > 0
+        if kernel_log.exists() and not has_log:
+            kernel_log.unlink()
+        run = NotebookRun(path.stem, "failed" if error else "ok", round(seconds, 1),
+                          {name: r.value for name, r in records.items()}, error, str(target),
+                          str(html_path) if html_path else None,
+                          {name: r.label for name, r in records.items()}, str(kernel_log) if has_log else None)
+        runs.append(run)
+        if on_finish:
+            on_finish(index, run)
     summary = {"profile": profile, "notebooks": [dataclasses.asdict(r) for r in runs]}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return runs
@@ -107,18 +158,12 @@ def _to_html(nb) -> str:
 
 
 def summary_table(runs: list[NotebookRun]) -> str:
-    """One plain-text table: notebook, status, seconds, headline numbers."""
-    def fmt(v: Any) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else json.dumps(v)
+    """The run's summary for a terminal: notebook, status and seconds, each notebook's headline
+    numbers (or its error) wrapped below it; no line is wider than 100 columns. Every number is
+    in `index.html` (`course_utils.report`)."""
+    from .report import summary_lines
 
-    rows = [("notebook", "status", "seconds", "results")]
-    for r in runs:
-        numbers = ", ".join(f"{k}={fmt(v)}" for k, v in r.results.items())
-        rows.append((r.name, r.status, f"{r.seconds:.1f}", numbers if not r.error else f"{numbers} {r.error}".strip()))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
+    return "\n".join(summary_lines(runs))
 
 
 def generate_release(root: str | os.PathLike = ".", release_dir: str | os.PathLike | None = None) -> Path:

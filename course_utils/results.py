@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 RESULT_MIME = "application/vnd.course-utils.result+json"
 
@@ -39,16 +39,28 @@ def _format(value: Any) -> str:
 
 
 def record(name: str, value: Any, *, label: str | None = None) -> None:
-    """Show `label: value` and record it under `name` for `course-lab run`'s summary."""
+    """Show `label: value` and record it under `name` for `course-lab run`'s summary and report."""
     from IPython.display import display
 
     value = _plain(value)
-    display({RESULT_MIME: {"name": name, "value": value}, "text/plain": f"{label or name}: {_format(value)}"},
-            raw=True)
+    payload = {"name": name, "value": value}
+    if label:
+        payload["label"] = label
+    display({RESULT_MIME: payload, "text/plain": f"{label or name}: {_format(value)}"}, raw=True)
 
 
-def read_results(notebook) -> dict[str, Any]:
-    """{name: value} of every `record` call in an executed notebook (a nbformat node)."""
+class Result(NamedTuple):
+    """One recorded number: its name, its value and the label the notebook showed it with."""
+
+    name: str
+    value: Any
+    label: str
+
+
+def read_records(notebook) -> dict[str, Result]:
+    """{name: Result} of every `record` call in an executed notebook (a nbformat node), in
+    notebook order; a later call with the same name wins. Notebooks executed before labels were
+    recorded have none: their label is the name."""
     found = {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -57,5 +69,10 @@ def read_results(notebook) -> dict[str, Any]:
                 item = data[RESULT_MIME]
                 if isinstance(item, str):
                     item = json.loads(item)
-                found[item["name"]] = item["value"]
+                found[item["name"]] = Result(item["name"], item["value"], item.get("label") or item["name"])
     return found
+
+
+def read_results(notebook) -> dict[str, Any]:
+    """{name: value} of every `record` call in an executed notebook (a nbformat node)."""
+    return {name: result.value for name, result in read_records(notebook).items()}
