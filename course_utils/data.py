@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-import urllib.error
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -180,32 +180,74 @@ def digits_m_backgrounds(n: int, split: str, size: int = 32, seed: int = 0) -> t
     return out
 
 
+CIFAR10_FOLDER = "cifar-10-batches-py"  # what cifar-10-python.tar.gz extracts to
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+
+
 def load_cifar10(split: str, root: str | os.PathLike | None = None) -> ImageTensorDataset:
-    """CIFAR-10 through torchvision, downloaded once into the data directory, as tensors in [0, 1]."""
-    from torchvision.datasets import CIFAR10
+    """CIFAR-10 as tensors in [0, 1], downloaded once into the data directory.
+
+    `root` (default `<data dir>/cifar10`) is the folder that holds `cifar-10-batches-py/`,
+    the official archive's python version. A missing copy is fetched with the course's
+    downloader (`course_utils.download`, asset "cifar10": verified by SHA-256, resumable,
+    extracted safely), so the URL and hash can be pointed at a mirror like every other
+    asset (`COURSE_CIFAR10_URL` / `COURSE_CIFAR10_SHA256`).
+    """
+    from . import download as dl
 
     _check_split(split)
-    folder = Path(root) if root is not None else data_dir() / "cifar10"
+    folder = Path(root).expanduser() if root is not None else data_dir() / dl.ASSETS["cifar10"].extract_to
+    batches = folder / CIFAR10_FOLDER
+    if not all((batches / f).is_file() for files in CIFAR10_FILES.values() for f in files):
+        try:
+            dl.fetch("cifar10", into=None if root is None else folder)
+        except dl.DownloadError as err:
+            raise type(err)(
+                f"CIFAR-10 is not in {folder} and could not be fetched. {err}\nOr extract "
+                f"cifar-10-python.tar.gz (from {dl.get_asset('cifar10').url}) into {folder} yourself, so that "
+                f"{batches} holds data_batch_1..5 and test_batch."
+            ) from err
+    parts = [_read_cifar10_batch(batches / name) for name in CIFAR10_FILES[split]]
+    images = torch.from_numpy(np.concatenate([x for x, _ in parts])).view(-1, 3, 32, 32).float().div_(255)
+    labels = torch.as_tensor(np.concatenate([y for _, y in parts]), dtype=torch.long)
+    return ImageTensorDataset(images, labels, CIFAR10_CLASSES)
+
+
+def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file of CIFAR-10's python version: (uint8 images (N, 3072), labels (N,)).
+
+    The format is the one documented at https://www.cs.toronto.edu/~kriz/cifar.html: a
+    pickled dict whose b"data" rows are 1024 red, 1024 green, then 1024 blue values of a
+    32x32 image, row-major, and whose b"labels" are 0..9. It is read here rather than by
+    torchvision's CIFAR10, which downloads from one hard-coded URL and checks hard-coded
+    per-file MD5s, so it accepts neither a mirror nor the stand-in the tests serve. The
+    unpickler only builds NumPy arrays and plain containers: a tampered file cannot run code.
+    """
     try:
-        ds = CIFAR10(str(folder), train=split == "train", download=not _cifar10_present(folder))
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        with open(path, "rb") as f:
+            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
         raise RuntimeError(
-            f"CIFAR-10 is not in {folder} and could not be downloaded ({err}). On a machine with "
-            f"internet, run `course-lab fetch-data` or download {CIFAR10.url} (md5 {CIFAR10.tgz_md5}) "
-            f"and extract it into {folder}, so that {folder / CIFAR10.base_folder} exists; or set "
-            f"{DATA_DIR_ENV} to a folder that has it."
+            f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err}): the copy is incomplete or "
+            f"damaged. Fix: delete {path.parent.parent} and run `course-lab fetch-data cifar10` again."
         ) from err
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
-    return ImageTensorDataset(images, torch.as_tensor(ds.targets), CIFAR10_CLASSES)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data) or not np.all((labels >= 0) & (labels < 10)):
+        raise RuntimeError(f"{path} does not hold CIFAR-10 images (data {data.shape}, {len(labels)} labels). "
+                           f"Fix: delete {path.parent.parent} and run `course-lab fetch-data cifar10` again.")
+    return data, labels
 
 
-def _cifar10_present(folder: Path) -> bool:
-    from torchvision.datasets import CIFAR10
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # Python 3's protocol-2 bytes
 
-    try:
-        return CIFAR10(str(folder), train=True, download=False)._check_integrity()
-    except RuntimeError:
-        return False
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR-10 batch")
+        return super().find_class(module, name)
 
 
 def load_dataset(name: str, split: str, *, seed: int = 0) -> ImageTensorDataset:
@@ -229,16 +271,19 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, dev
 
     In-memory `ImageTensorDataset`s are served a whole batch per index and without worker
     processes (workers only add copying for data already in memory); other data sets get
-    worker processes to decode images in parallel. Memory is pinned when the batches go to
-    CUDA, so `fit` can copy them with `non_blocking=True`. Shuffling is seeded.
+    worker processes to decode images in parallel. Memory is pinned only when the batches go
+    to CUDA (`runtime.use_pinned_memory`; `device` defaults to `get_device()`), so `fit` can
+    copy them with `non_blocking=True`. Shuffling is seeded.
     """
+    from .runtime import get_device, use_pinned_memory
+
     in_memory = isinstance(dataset, ImageTensorDataset)
     if workers is None:
         workers = 0 if in_memory else min(8, os.cpu_count() or 1)
-    cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    pin = use_pinned_memory(device if device is not None else get_device())
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-        pin_memory=cuda, collate_fn=_batch_collate if in_memory else None,
+        pin_memory=pin, collate_fn=_batch_collate if in_memory else None,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         persistent_workers=workers > 0,
     )

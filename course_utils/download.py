@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -35,7 +36,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Callable, Iterable
+from typing import Iterable
 
 from .data import DATA_DIR_ENV, data_dir
 
@@ -69,9 +70,15 @@ class Asset:
     returns that folder, else the file). `sha256` is verified when known; `sha256_prefix`
     (torchvision embeds the first 8 hex digits of the SHA-256 in its weight file names) and
     `md5` are checked too when given. `size` is in bytes, for the progress bar and the free
-    space check; it is not verified. `url_env` / `sha256_env` name environment variables
-    that override `url` / `sha256` (for the course-hosted subset). `fetcher` replaces the
-    downloader for assets another library manages (CIFAR-10, through torchvision).
+    space check; it is not verified.
+
+    `url_env` / `sha256_env` name the environment variables that override `url` / `sha256`,
+    by default `COURSE_<NAME>_URL` / `COURSE_<NAME>_SHA256` (the name upper-cased, `-` as
+    `_`: `COURSE_CIFAR10_URL`, `COURSE_IMAGENET_A_SUBSET_SHA256`). They point an asset at a
+    mirror, the course-hosted subset, or a stand-in served to a test. A URL alone keeps the
+    registry's digests, so only the real file verifies; an explicit SHA-256 replaces all of
+    them (MD5 and file-name prefix included), so a different file is accepted only when its
+    SHA-256 is given.
     """
 
     name: str
@@ -86,13 +93,24 @@ class Asset:
     sha256_prefix: str | None = None
     url_env: str | None = None
     sha256_env: str | None = None
-    fetcher: Callable[..., Path] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        prefix = "COURSE_" + re.sub(r"[^A-Z0-9]+", "_", self.name.upper())
+        if self.url_env is None:
+            object.__setattr__(self, "url_env", f"{prefix}_URL")
+        if self.sha256_env is None:
+            object.__setattr__(self, "sha256_env", f"{prefix}_SHA256")
 
     def resolved(self) -> "Asset":
-        """This asset with `url_env` / `sha256_env` applied."""
-        url = os.environ.get(self.url_env) if self.url_env else None
-        sha = os.environ.get(self.sha256_env) if self.sha256_env else None
-        return dataclasses.replace(self, url=url or self.url, sha256=(sha or self.sha256 or None))
+        """This asset with `url_env` / `sha256_env` applied (an empty variable counts as unset)."""
+        url = (os.environ.get(self.url_env) or "").strip() or self.url
+        sha = (os.environ.get(self.sha256_env) or "").strip().lower()
+        if not sha:
+            return dataclasses.replace(self, url=url)
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise ValueError(f"{self.sha256_env}={sha!r} is not a SHA-256 (64 hex digits). Fix: set it to the "
+                             f"`sha256sum` of the file served at {url}, or unset it.")
+        return dataclasses.replace(self, url=url, sha256=sha, md5=None, sha256_prefix=None)
 
     @property
     def path(self) -> Path:
@@ -102,15 +120,6 @@ class Asset:
     @property
     def download_path(self) -> Path:
         return data_dir() / self.subdir / self.filename
-
-
-def _fetch_cifar10(*, progress: bool = True) -> Path:
-    """CIFAR-10 is downloaded by torchvision, through the same function the notebooks call, into
-    `data_dir()/cifar10`. Loading the test split downloads and extracts the whole archive."""
-    from .data import load_cifar10
-
-    load_cifar10("test")
-    return data_dir() / "cifar10"
 
 
 SUBSET_URL_ENV = "COURSE_IMAGENET_A_SUBSET_URL"
@@ -160,11 +169,13 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         name="cifar10",
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         filename="cifar-10-python.tar.gz",
-        description="CIFAR-10 (the full profile's data set), downloaded through torchvision",
+        description="CIFAR-10 (Krizhevsky 2009), the full profile's data set: the official python-pickle archive",
+        # SHA-256 as pinned by Keras' cifar10.load_data; the MD5 is the one published on the
+        # data set's page (and in torchvision's CIFAR10).
+        sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
         md5="c58f30108f718f92721af3b95e74349a",
         size=170_498_071,
-        extract_to="cifar10",
-        fetcher=_fetch_cifar10,
+        extract_to="cifar10",  # holds cifar-10-batches-py/, which course_utils.data.load_cifar10 reads
     ),
 ]}
 
@@ -194,8 +205,6 @@ def is_complete(folder: str | os.PathLike) -> bool:
 
 def is_fetched(name: str) -> bool:
     asset = get_asset(name)
-    if asset.fetcher is not None:  # another library manages it: present if its folder has anything
-        return asset.path.is_dir() and any(asset.path.iterdir())
     return is_complete(asset.path) if asset.extract_to else asset.path.is_file()
 
 
@@ -480,17 +489,21 @@ def _extract_members(tar: tarfile.TarFile, members, tmp: Path, archive: Path, pr
 
 # --------------------------------------------------------------------------- fetch
 
-def fetch(name: str, *, progress: bool = True, keep_archive: bool = False, retries: int = 3) -> Path:
+def fetch(name: str, *, progress: bool = True, keep_archive: bool = False, retries: int = 3,
+          into: str | os.PathLike | None = None) -> Path:
     """The asset `name` from the registry, downloaded (and extracted) if it is not yet there.
 
     Returns the extracted folder for archives (e.g. `<data dir>/imagenet-a`, which holds
     `imagenet-a/<wnid>/`), else the file. An archive someone put into `<data dir>/downloads`
     by hand is verified before it is extracted; it is deleted after a successful
-    extraction unless `keep_archive`.
+    extraction unless `keep_archive`. `into` extracts an archive into that folder instead
+    of the registry's (e.g. `load_cifar10(root=...)`).
     """
     asset = get_asset(name)
-    if asset.fetcher is not None:
-        return asset.fetcher(progress=progress)
+    if into is not None:
+        if not asset.extract_to:
+            raise ValueError(f"asset {name!r} is a single file, not an archive: it has no folder to extract into")
+        asset = dataclasses.replace(asset, extract_to=os.fspath(Path(into).expanduser().absolute()))
     if not asset.url:
         hint = f" Set {asset.url_env} (and {asset.sha256_env}) to the address the course gives." if asset.url_env else ""
         raise DownloadError(f"asset {name!r} has no download address configured.{hint} Or put "
@@ -553,6 +566,8 @@ def describe_assets() -> str:
         asset = asset.resolved()
         state = "fetched" if is_fetched(name) else ("not configured" if not asset.url else "missing")
         rows.append(f"  {name:24s} {_human(asset.size):>10s}  {state:14s} {asset.description}")
+    rows.append("a mirror: set COURSE_<NAME>_URL (e.g. COURSE_CIFAR10_URL); the registry's checksums still apply unless "
+                "COURSE_<NAME>_SHA256 gives the file's own")
     return "\n".join(rows)
 
 

@@ -100,7 +100,6 @@ def test_cifar10_offline_error_says_what_to_fetch_and_where(monkeypatch, tmp_pat
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("urllib.request.urlopen", offline)
-    monkeypatch.setattr("torchvision.datasets.utils.urllib.request.urlopen", offline, raising=False)
     with pytest.raises(RuntimeError) as err:
         data.load_cifar10("train", root=tmp_path / "cifar")
     message = str(err.value)
@@ -119,3 +118,31 @@ def test_digits_m_backgrounds_larger_than_the_photos_allow_are_refused_with_the_
     assert digits_m_backgrounds(3, "test", size=33).shape == (3, 3, 33, 33)
     with pytest.raises(ValueError, match=r"size must be in 1\.\.33"):
         digits_m_backgrounds(3, "test", size=40)
+
+
+def test_cifar10_hand_extracted_copy_is_read_and_a_damaged_one_is_named(tmp_path):
+    import io
+    import os
+    import pickle
+    import sys
+    import tarfile
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from standins import cifar10_archive
+
+    archive, content = cifar10_archive(train_per_batch=10, test=20)
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp_path, filter="data")  # by hand: no completion marker
+    test = data.load_cifar10("test", root=tmp_path)
+    assert torch.equal(test.labels, torch.from_numpy(content["test"][1]).long()) and test.images.shape == (20, 3, 32, 32)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])  # an interrupted copy
+    with pytest.raises(RuntimeError, match="data_batch_3 is not a readable CIFAR-10 batch.*fetch-data cifar10"):
+        data.load_cifar10("train", root=tmp_path)
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    batch.write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with pytest.raises(RuntimeError, match="unexpected object"):  # the loader builds arrays, never calls code
+        data.load_cifar10("train", root=tmp_path)

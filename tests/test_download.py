@@ -7,12 +7,11 @@ import hashlib
 import io
 import socket
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+from standins import cifar10_archive, loopback_server, resnet50_weights
 
 from course_utils import download as dl
 from course_utils.download import Asset, ChecksumError, DownloadError, OfflineError, UnsafeArchiveError
@@ -20,53 +19,10 @@ from course_utils.download import Asset, ChecksumError, DownloadError, OfflineEr
 
 # --------------------------------------------------------------------------- a loopback server
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        data = server.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        start = 0
-        range_header = self.headers.get("Range")
-        if range_header and server.honor_range:
-            start = int(range_header.split("=")[1].split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if server.drop_after is not None:  # send a little, then hang up (once)
-            body, server.drop_after = body[:server.drop_after], None
-            self.close_connection = True
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.requests, httpd.honor_range, httpd.drop_after = {}, [], True, None
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_server() as httpd:  # tests/standins.py, shared with the full-profile smoke test
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
@@ -112,8 +68,10 @@ def test_registry_entries_are_complete():
     for name, asset in dl.ASSETS.items():
         assert asset.name == name and asset.description and asset.filename
         assert asset.url or asset.url_env, name
-        if asset.extract_to is None and asset.fetcher is None:
+        if asset.extract_to is None or name == "cifar10":
             assert asset.sha256 or asset.sha256_prefix or asset.md5, f"{name} cannot be verified"
+        stem = "COURSE_" + name.upper().replace("-", "_")
+        assert (asset.url_env, asset.sha256_env) == (f"{stem}_URL", f"{stem}_SHA256")
 
 
 def test_weights_are_torchvisions_and_file_names_carry_the_hash_prefix():
@@ -138,12 +96,71 @@ def test_subset_is_configured_by_environment(monkeypatch, data):
     assert asset.path == data / "imagenet-a-subset"
 
 
-def test_cifar10_is_fetched_through_the_notebooks_loader(monkeypatch, data):
-    import course_utils.data
+def test_every_asset_can_be_pointed_at_a_mirror_but_keeps_its_hashes(monkeypatch, server, data):
+    """A URL override alone still demands the real file: a stand-in for ResNet-50's weights
+    fails the SHA-256 prefix in torchvision's file name and is deleted."""
+    standin = resnet50_weights()
+    server.files["/w.pth"] = standin
+    monkeypatch.setenv("COURSE_RESNET50_IMAGENET1K_V1_URL", f"{server.url}/w.pth")
+    asset = dl.get_asset("resnet50-imagenet1k-v1")
+    assert asset.url == f"{server.url}/w.pth" and asset.sha256_prefix == "0676ba61"
+    with pytest.raises(ChecksumError, match="0676ba61"):
+        dl.fetch("resnet50-imagenet1k-v1", progress=False)
+    assert not [p.name for p in (data / "weights").iterdir() if not p.name.endswith(".lock")]
 
-    calls = []
-    monkeypatch.setattr(course_utils.data, "load_cifar10", lambda split: calls.append(split))
-    assert dl.fetch("cifar10", progress=False) == data / "cifar10" and calls == ["test"]
+
+def test_a_different_file_is_accepted_only_with_its_sha256(monkeypatch, server, data):
+    from course_utils.models import pretrained_resnet50
+
+    standin = resnet50_weights()
+    server.files["/w.pth"] = standin
+    monkeypatch.setenv("COURSE_RESNET50_IMAGENET1K_V1_URL", f"{server.url}/w.pth")
+    monkeypatch.setenv("COURSE_RESNET50_IMAGENET1K_V1_SHA256", hashlib.sha256(standin).hexdigest().upper())
+    asset = dl.get_asset("resnet50-imagenet1k-v1")
+    assert (asset.sha256, asset.sha256_prefix, asset.md5) == (hashlib.sha256(standin).hexdigest(), None, None)
+    model = pretrained_resnet50("IMAGENET1K_V1", progress=False)  # the notebook's call, through the downloader
+    assert (data / "weights" / "resnet50-0676ba61.pth").read_bytes() == standin
+    assert [path for path, _ in server.requests] == ["/w.pth"]
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+    monkeypatch.setenv("COURSE_RESNET50_IMAGENET1K_V1_SHA256", "0676ba61")  # a prefix is not a SHA-256
+    with pytest.raises(ValueError, match="COURSE_RESNET50_IMAGENET1K_V1_SHA256.*64 hex"):
+        dl.get_asset("resnet50-imagenet1k-v1")
+
+
+def test_cifar10_is_verified_and_extracted_by_the_downloader(monkeypatch, server, data):
+    from course_utils.data import CIFAR10_CLASSES, load_cifar10
+
+    archive, content = cifar10_archive(train_per_batch=10, test=20)
+    server.files["/cifar.tgz"] = archive
+    monkeypatch.setenv("COURSE_CIFAR10_URL", f"{server.url}/cifar.tgz")
+    with pytest.raises(ChecksumError, match="expected 6d958be0"):  # the real archive's SHA-256 is pinned
+        load_cifar10("test")
+    assert not (data / "cifar10").exists()
+    monkeypatch.setenv("COURSE_CIFAR10_SHA256", hashlib.sha256(archive).hexdigest())
+    test = load_cifar10("test")
+    assert dl.is_complete(data / "cifar10") and dl.is_fetched("cifar10")
+    assert not (data / "downloads" / "cifar-10-python.tar.gz").exists()  # deleted once extracted
+    train = load_cifar10("train")  # read from the extracted folder: no second download
+    assert [path for path, _ in server.requests] == ["/cifar.tgz", "/cifar.tgz"]
+    for ds, (images, labels) in ((train, content["train"]), (test, content["test"])):
+        assert ds.classes == CIFAR10_CLASSES and ds.images.dtype == torch.float32
+        assert torch.equal((ds.images * 255).round().to(torch.uint8), torch.from_numpy(images))
+        assert torch.equal(ds.labels, torch.from_numpy(labels).long())
+    assert len(train) == 50 and len(test) == 20
+    assert dl.fetch("cifar10", progress=False) == data / "cifar10"  # `course-lab fetch-data` finds it done
+
+
+def test_cifar10_into_another_root(monkeypatch, server, data, tmp_path):
+    from course_utils.data import load_cifar10
+
+    archive, content = cifar10_archive(train_per_batch=10, test=20)
+    server.files["/cifar.tgz"] = archive
+    monkeypatch.setenv("COURSE_CIFAR10_URL", f"{server.url}/cifar.tgz")
+    monkeypatch.setenv("COURSE_CIFAR10_SHA256", hashlib.sha256(archive).hexdigest())
+    test = load_cifar10("test", root=tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert dl.is_complete(tmp_path / "elsewhere") and not (data / "cifar10").exists()
+    assert torch.equal(test.labels, torch.from_numpy(content["test"][1]).long())
 
 
 def test_describe_assets_lists_every_asset(data):
