@@ -30,7 +30,9 @@ def checkpoint_dir() -> Path:
 
 
 def _profile_name(profile: Any) -> str:
-    return str(getattr(profile, "name", profile))
+    """The profile's name; a smoke run's (`LAB_SMOKE=1`) is `<name>-smoke`, so that it never
+    replaces the weights of a real run in the same data directory."""
+    return str(getattr(profile, "name", profile)) + ("-smoke" if getattr(profile, "smoke", False) else "")
 
 
 def _plain(value: Any) -> Any:

@@ -84,18 +84,19 @@ def pretext_recipe(task: str, profile: Any) -> PretextRecipe:
     """
     if task not in TASKS:
         raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")
-    name = profile.name
-    encoder = ENCODERS[name]
+    pick = profile.pick  # sizes through `pick`, so that the smoke switch shrinks them like the notebooks' own
+    encoder = ENCODERS[profile.name]
     grade_steps = profile.max_steps or 2
     if task == "rotation":
-        steps, batch, lr = {"quick": (80, 32, 3e-3), "full": (1000, 128, 2e-3), "grade": (grade_steps, 8, 3e-3)}[name]
+        steps, batch = pick(quick=80, full=1000, grade=grade_steps), pick(quick=32, full=128, grade=8)
         options = {}
     elif task == "patch_localization":
-        steps, batch, lr = {"quick": (500, 256, 3e-3), "full": (3000, 512, 2e-3), "grade": (grade_steps, 16, 3e-3)}[name]
+        steps, batch = pick(quick=500, full=3000, grade=grade_steps), pick(quick=256, full=512, grade=16)
         options = {"patch_size": 8, "gap": 2, "jitter": 1, "color": None}
     else:
-        steps, batch, lr = {"quick": (60, 256, 3e-3), "full": (1500, 256, 2e-3), "grade": (grade_steps, 16, 3e-3)}[name]
-        options = {"temperature": profile.pick(quick=0.1, full=0.2, grade=0.1)}
+        steps, batch = pick(quick=60, full=1500, grade=grade_steps), pick(quick=256, full=256, grade=16)
+        options = {"temperature": pick(quick=0.1, full=0.2, grade=0.1)}
+    lr = pick(quick=3e-3, full=2e-3, grade=3e-3)
     return PretextRecipe(task, encoder, steps, batch, lr, options)
 
 
@@ -195,11 +196,12 @@ class FewLabelSetup:
 def few_label_setup(profile: Any) -> FewLabelSetup:
     """quick: 10 labels per class (100 of Digits-M's 1,437 training images), 3 draws, 3 random seeds;
     full: 100 per class (2% of CIFAR-10); grade: the least that runs."""
-    return {
-        "quick": FewLabelSetup(10, 3, 3, 200, 16, 3e-3),
-        "full": FewLabelSetup(100, 3, 3, 500, 64, 2e-3),
-        "grade": FewLabelSetup(2, 1, 1, profile.max_steps or 2, 8, 3e-3),
-    }[profile.name]
+    pick = profile.pick  # sizes through `pick`, so that the smoke switch shrinks them
+    return FewLabelSetup(per_class=pick(quick=10, full=100, grade=2), draws=pick(quick=3, full=3, grade=1),
+                         random_seeds=pick(quick=3, full=3, grade=1),
+                         supervised_steps=pick(quick=200, full=500, grade=profile.max_steps or 2),
+                         supervised_batch_size=pick(quick=16, full=64, grade=8),
+                         supervised_lr=pick(quick=3e-3, full=2e-3, grade=3e-3))
 
 
 def load_or_train_supervised(profile: Any, labelled_sets, test_set, *, seed: int = 0, use_checkpoints: bool = True,
