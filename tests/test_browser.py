@@ -127,6 +127,21 @@ def menu(page, top: str, item: str) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
 
 
+def run_from_menu(page, item: str, timeout: int) -> None:
+    """Run cells from the Run menu and wait until they have run.
+
+    The kernel is idle and no prompt shows "[*]" both before JupyterLab has queued the cells and after
+    they ran, so waiting for idle alone can return at once (a CI run read an output that did not exist
+    yet). First wait for some prompt to change, then for idle.
+    """
+    before = page.locator(".jp-NotebookPanel .jp-InputPrompt").all_inner_texts()
+    menu(page, "Run", item)
+    page.wait_for_function(
+        "old => [...document.querySelectorAll('.jp-NotebookPanel .jp-InputPrompt')]"
+        ".some((p, i) => p.textContent !== old[i])", arg=before, timeout=timeout, polling=200)
+    wait_idle(page, timeout)
+
+
 def select_cell(cells, index: int) -> None:
     cells.nth(index).locator(".jp-InputPrompt").click()
 
@@ -177,8 +192,7 @@ def test_notebook_02_runs_all_and_the_eps_slider_redraws(page, server):
     path = server.notebook_dir / "solutions" / NB02
     cells = open_notebook(page, server, f"solutions/{NB02}")
     shot(page, "01_nb02_opened")
-    menu(page, "Run", "Run All Cells")
-    wait_idle(page, timeout=10 * MINUTE)
+    run_from_menu(page, "Run All Cells", timeout=10 * MINUTE)
     code_cells = sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
     nb = save_and_read(page, path, code_cells)
     errors = [(i, o.get("ename")) for i, c in enumerate(nb.cells) for o in c.get("outputs", [])
@@ -218,8 +232,7 @@ def test_notebook_05_quiz_gives_feedback(page, server):
     cells = open_notebook(page, server, f"solutions/{NB05}")
     quiz_index, fallback_index = index_of(path, "display(quiz.widget())"), index_of(path, "interactive_frontend()")
     select_cell(cells, fallback_index + 1)
-    menu(page, "Run", "Run All Above Selected Cell")
-    wait_idle(page, timeout=3 * MINUTE)
+    run_from_menu(page, "Run All Above Selected Cell", timeout=3 * MINUTE)
     # in JupyterLab the static fallback (questions and answers, for papermill's report) stays away
     fallback = cells.nth(fallback_index).locator(".jp-OutputArea")
     assert "widget above" in fallback.inner_text() and "Answers" not in fallback.inner_text(), fallback.inner_text()
@@ -277,8 +290,7 @@ def test_notebook_05_quiz_gives_feedback(page, server):
 def test_release_notebook_asks_for_the_answer_and_shows_progress_widgets(page, server):
     path = server.notebook_dir / NB00
     cells = open_notebook(page, server, NB00)
-    menu(page, "Run", "Run All Cells")
-    wait_idle(page, timeout=3 * MINUTE)
+    run_from_menu(page, "Run All Cells", timeout=3 * MINUTE)
     nb = nbformat.read(path, as_version=4)
     first_test = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade")
                       and c.cell_type == "code")
