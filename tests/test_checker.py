@@ -22,6 +22,7 @@ CATALOGUE = {  # check -> (solution, {mistake: wrong function})
     "getting_started.check_batch_accuracy": (getting_started.solution, getting_started.WRONG),
     "natural_adversarial.check_subset_predictions": (natural.subset_solution, natural.WRONG_SUBSET),
     "natural_adversarial.check_rms_calibration_error": (natural.rms_solution, natural.WRONG_RMS),
+    "natural_adversarial.check_adversarial_filter": (natural.filter_solution, natural.WRONG_FILTER),
     "synthetic_adversarial.check_fgsm_attack": (synthetic.fgsm_attack, synthetic.FGSM_WRONG),
     "synthetic_adversarial.check_pgd_attack": (synthetic.pgd_attack, synthetic.PGD_WRONG),
     "synthetic_adversarial.check_targeted_pgd_attack": (synthetic.targeted_pgd_attack, synthetic.TARGETED_WRONG),

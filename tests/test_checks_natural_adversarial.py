@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checks.natural_adversarial import check_rms_calibration_error, check_subset_predictions
+from course_utils.checks.natural_adversarial import (check_adversarial_filter, check_rms_calibration_error,
+                                                     check_subset_predictions)
 from course_utils.metrics import calibration_error
 
 
@@ -229,4 +230,171 @@ def test_the_check_inputs_separate_every_mistake_from_the_answer():
 def test_checks_do_not_warn(recwarn):
     check_subset_predictions(subset_solution)
     check_rms_calibration_error(rms_solution)
+    check_adversarial_filter(filter_solution)
     assert not recwarn.list
+
+
+# --------------------------------------------------------------------------- adversarial_filter
+
+def filter_solution(predict, images, labels, batch_size=256):
+    kept = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = predict(images[start:start + batch_size])
+            wrong = logits.argmax(dim=1).cpu() != labels[start:start + batch_size].cpu()
+            kept.append(wrong.nonzero().flatten() + start)
+    return torch.cat(kept) if kept else torch.zeros(0, dtype=torch.long)
+
+
+def filter_variants():
+    """Other correct ways: all predictions first then one comparison; torch.where; a Python loop."""
+    def all_at_once(predict, images, labels, batch_size=256):
+        with torch.no_grad():
+            predicted = torch.cat([predict(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+        return torch.where(predicted != labels.long())[0]
+
+    @torch.no_grad()
+    def python_loop(predict, images, labels, batch_size=256):
+        out = []
+        for start in range(0, len(images), batch_size):
+            for k, p in enumerate(predict(images[start:start + batch_size]).argmax(1).tolist()):
+                if p != int(labels[start + k]):
+                    out.append(start + k)
+        return torch.tensor(out, dtype=torch.long)
+
+    return [all_at_once, python_loop]
+
+
+def _batches(predict, images, batch_size):
+    with torch.no_grad():
+        return [(i, predict(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+
+
+def keeps_correct(predict, images, labels, batch_size=256):
+    return torch.cat([(l.argmax(1) == labels[i:i + len(l)]).nonzero().flatten() + i
+                      for i, l in _batches(predict, images, batch_size)])
+
+
+def returns_mask(predict, images, labels, batch_size=256):
+    return torch.cat([l.argmax(1) != labels[i:i + len(l)] for i, l in _batches(predict, images, batch_size)])
+
+
+def returns_images(predict, images, labels, batch_size=256):
+    return images[filter_solution(predict, images, labels, batch_size)]
+
+
+def argmax_dim0(predict, images, labels, batch_size=256):
+    return torch.cat([(l.argmax(0) != labels[i:i + len(l)][:l.shape[1]]).nonzero().flatten() + i
+                      for i, l in _batches(predict, images, batch_size)])
+
+
+def ignores_batch_size(predict, images, labels, batch_size=256):
+    with torch.no_grad():
+        return (predict(images).argmax(1) != labels).nonzero().flatten()
+
+
+def drops_last_batch(predict, images, labels, batch_size=256):
+    kept = [torch.zeros(0, dtype=torch.long)]
+    with torch.no_grad():
+        for start in range(0, len(images) - batch_size + 1, batch_size):
+            l = predict(images[start:start + batch_size])
+            kept.append((l.argmax(1) != labels[start:start + batch_size]).nonzero().flatten() + start)
+    return torch.cat(kept)
+
+
+def batch_local(predict, images, labels, batch_size=256):
+    return torch.cat([(l.argmax(1) != labels[i:i + len(l)]).nonzero().flatten()
+                      for i, l in _batches(predict, images, batch_size)])
+
+
+def nonzero_2d(predict, images, labels, batch_size=256):
+    return torch.cat([(l.argmax(1) != labels[i:i + len(l)]).nonzero() + i for i, l in _batches(predict, images, batch_size)])
+
+
+def returns_list(predict, images, labels, batch_size=256):
+    return filter_solution(predict, images, labels, batch_size).tolist()
+
+
+def returns_numpy(predict, images, labels, batch_size=256):
+    return filter_solution(predict, images, labels, batch_size).numpy()
+
+
+def returns_int32(predict, images, labels, batch_size=256):
+    return filter_solution(predict, images, labels, batch_size).int()
+
+
+def grouped_by_label(predict, images, labels, batch_size=256):  # unsorted: collected class by class
+    kept = filter_solution(predict, images, labels, batch_size)
+    return torch.cat([kept[labels[kept] == c] for c in labels.unique()]) if len(kept) else kept
+
+
+def duplicated(predict, images, labels, batch_size=256):
+    kept = filter_solution(predict, images, labels, batch_size)
+    return torch.cat([kept, kept[:1]])
+
+
+def gradients_on(predict, images, labels, batch_size=256):
+    kept = []
+    for start in range(0, len(images), batch_size):
+        l = predict(images[start:start + batch_size])
+        kept.append((l.argmax(1) != labels[start:start + batch_size]).nonzero().flatten() + start)
+    return torch.cat(kept)
+
+
+def normalizes_in_place(predict, images, labels, batch_size=256):
+    images.mul_(0.5).add_(0.25)
+    return filter_solution(predict, images, labels, batch_size)
+
+
+def calls_the_library_filter(predict, images, labels, batch_size=256):
+    from course_utils.digits_a import adversarial_filter
+
+    return adversarial_filter(predict, images, labels, batch_size=batch_size)
+
+
+def no_default_batch_size(predict, images, labels, batch_size=512):
+    return filter_solution(predict, images, labels, batch_size)
+
+
+WRONG_FILTER = {f.__name__: f for f in [
+    keeps_correct, returns_mask, returns_images, argmax_dim0, ignores_batch_size, drops_last_batch, batch_local,
+    nonzero_2d, returns_list, returns_numpy, returns_int32, grouped_by_label, duplicated, gradients_on,
+    normalizes_in_place, calls_the_library_filter, no_default_batch_size]}
+
+
+def test_filter_solution_passes():
+    check_adversarial_filter(filter_solution)
+
+
+@pytest.mark.parametrize("variant", filter_variants(), ids=lambda f: f.__name__)
+def test_filter_other_correct_answers_pass(variant):
+    check_adversarial_filter(variant)
+
+
+def test_filter_solution_agrees_with_the_library():
+    from course_utils.digits_a import adversarial_filter
+    from course_utils.grading.recording import RecordingPredict
+
+    logits, labels = torch.randn(50, 7, generator=torch.Generator().manual_seed(3)), torch.randint(0, 7, (50,))
+    images = RecordingPredict.images(50)
+    assert torch.equal(filter_solution(RecordingPredict(logits), images, labels, 8),
+                       adversarial_filter(RecordingPredict(logits), images, labels, batch_size=8))
+
+
+@pytest.mark.parametrize("mistake", sorted(WRONG_FILTER))
+def test_filter_typical_mistakes_fail(mistake):
+    with pytest.raises(AssertionError):
+        check_adversarial_filter(WRONG_FILTER[mistake])
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("keeps_correct", "RIGHT"), ("returns_mask", "boolean mask"), ("argmax_dim0", "dim=1|shape|size"),
+    ("ignores_batch_size", "at once"), ("drops_last_batch", "last, shorter batch"),
+    ("batch_local", "offset"), ("nonzero_2d", "flatten"), ("returns_list", "torch tensor"),
+    ("returns_int32", "torch.long"), ("grouped_by_label", "ascending"), ("duplicated", "ascending"),
+    ("gradients_on", "gradients"), ("normalizes_in_place", "in place"),
+    ("calls_the_library_filter", "adversarial_filter yourself"), ("no_default_batch_size", "default"),
+])
+def test_filter_feedback_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=hint):
+        check_adversarial_filter(WRONG_FILTER[mistake])

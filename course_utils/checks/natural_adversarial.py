@@ -205,3 +205,112 @@ def check_rms_calibration_error(rms_calibration_error: Callable) -> None:
                        what="20 predictions with confidence 0.5, half of them right")
     assert abs(calibrated - 0.0) < 1e-6, \
         f"confidence 0.5 with half of the predictions right is perfectly calibrated (0.0), got {calibrated}"
+
+
+# --------------------------------------------------------------------------- adversarial_filter
+
+def _filter_case(n: int, n_classes: int, wrong: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (n, n_classes) without ties, labels, and the indices of the `wrong` rows whose
+    argmax is not the label (picked at random, so no order or class pattern gives them away)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, n_classes, generator=g)
+    predicted = logits.argmax(dim=1)
+    misses = torch.randperm(n, generator=g)[:wrong].sort().values
+    labels = predicted.clone()
+    shift = torch.randint(1, n_classes, (len(misses),), generator=g)
+    labels[misses] = (predicted[misses] + shift) % n_classes
+    return logits, labels, misses
+
+
+def _explain_filter(got: torch.Tensor, expected: torch.Tensor, n: int, batch_size: int | None, what: str) -> str:
+    correct = torch.tensor(sorted(set(range(n)) - set(expected.tolist())), dtype=torch.long)
+    if torch.equal(got, correct):
+        hint = "These are the images the model gets RIGHT. Keep those whose prediction differs from the label (!=)."
+    elif batch_size and len(got) and sorted(set(got.tolist())) == sorted({i % batch_size for i in expected.tolist()}):
+        hint = ("These look like positions within a batch. Add the batch's start (its offset in `images`) to "
+                "each index.")
+    elif len(got) < len(expected) and set(got.tolist()) < set(expected.tolist()):
+        hint = ("Some of the images the model gets wrong are missing, e.g. those of the last, shorter batch: "
+                "range(0, len(images), batch_size) covers every image.")
+    else:
+        hint = "Keep the index of every image whose argmax prediction (over dim=1, the classes) differs from its label."
+    return (f"{what}: expected the indices {expected[:8].tolist()}{'...' if len(expected) > 8 else ''} "
+            f"({len(expected)} images), got {got[:8].tolist()}{'...' if len(got) > 8 else ''} ({len(got)}). {hint}")
+
+
+def _check_filter_result(result, expected: torch.Tensor, n: int, batch_size: int | None, what: str) -> None:
+    assert isinstance(result, torch.Tensor), (
+        f"adversarial_filter should return a torch tensor of indices, got {type(result).__name__} ({what}); "
+        "e.g. mask.nonzero().flatten()")
+    assert result.dtype != torch.bool, (
+        f"got a boolean mask of shape {tuple(result.shape)} ({what}); return the indices where it is True "
+        "(mask.nonzero().flatten())")
+    assert result.ndim == 1, (
+        f"expected a 1-D tensor of indices, got shape {tuple(result.shape)} ({what}). nonzero() returns (K, 1): "
+        "flatten it (or use torch.where(mask)[0]).")
+    assert result.dtype == torch.long, (
+        f"expected indices of dtype torch.long (int64), got {result.dtype} ({what})")
+    got = result.cpu()
+    if torch.equal(got, expected):
+        return
+    if sorted(set(got.tolist())) == expected.tolist():
+        raise AssertionError(f"{what}: the right images, but not in ascending order or with repeats; return each "
+                             "index once, ascending (as nonzero() gives them).")
+    raise AssertionError(_explain_filter(got, expected, n, batch_size, what))
+
+
+def _check_calls(calls: list, n: int, batch_size: int, what: str) -> None:
+    assert calls, f"{what}: predict was never called; run it on the images, batch by batch"
+    sizes = [size for size, _, _ in calls]
+    assert max(sizes) <= batch_size, (
+        f"{what}: predict was called on {max(sizes)} images at once, more than batch_size={batch_size}; "
+        "call it on images[start:start + batch_size] for start in range(0, len(images), batch_size)")
+    seen = sorted(i for _, _, indices in calls for i in indices)
+    assert seen == list(range(n)), (
+        f"{what}: predict should see every image exactly once, in batches of at most {batch_size}; "
+        f"it saw {len(seen)} images ({len(set(seen))} different) out of {n}")
+    assert not any(grad for _, grad, _ in calls), (
+        f"{what}: predict ran with gradients enabled; filtering needs none (wrap the loop in torch.no_grad(), "
+        "which also saves the memory of the graph)")
+
+
+def check_adversarial_filter(adversarial_filter: Callable) -> None:
+    """Notebook 01: the ascending torch.long indices of the images whose argmax prediction
+    differs from the label, computed in batches of at most `batch_size` that cover every
+    image once, without gradients, inputs untouched, and not with the library's filter."""
+    from .. import digits_a
+    from ..grading.recording import RecordingPredict
+
+    forbid = (digits_a.adversarial_filter, digits_a.adversarial_filter_all, digits_a.predict_logits)
+    reason = "write adversarial_filter yourself: a loop over the batches, the argmax, and nonzero"
+    cases = [  # (what, n, classes, wrong, batch_size, label dtype, seed)
+        ("23 images, 12 classes, batch_size=5 (a last batch of 3)", 23, 12, 9, 5, torch.long, 11),
+        ("10 images of 13 classes, int32 labels, batch_size=64 (one batch)", 10, 13, 4, 64, torch.int32, 12),
+        ("17 images, batch_size=4, every prediction right", 17, 10, 0, 4, torch.long, 13),
+        ("9 images, batch_size=1, every prediction wrong", 9, 10, 9, 1, torch.long, 14),
+    ]
+    for what, n, n_classes, wrong, batch_size, dtype, seed in cases:
+        logits, labels, expected = _filter_case(n, n_classes, wrong, seed)
+        labels = labels.to(dtype)
+        images = RecordingPredict.images(n, seed)
+        predict = RecordingPredict(logits)
+        images_before, labels_before = images.clone(), labels.clone()
+        result = call_student(adversarial_filter, predict, images, labels, batch_size=batch_size, what=what,
+                              forbid=forbid, reason=reason)
+        assert torch.equal(images, images_before) and not images.requires_grad, \
+            f"adversarial_filter changed `images` in place ({what}); leave the inputs as they are"
+        assert torch.equal(labels, labels_before), f"adversarial_filter changed `labels` in place ({what})"
+        _check_filter_result(result, expected, n, batch_size, what)
+        _check_calls(predict.calls, n, batch_size, what)
+
+    # the default batch size is the documented 256: 600 images take three calls
+    what = "600 images with the default batch_size"
+    logits, labels, expected = _filter_case(600, 10, 57, 15)
+    predict = RecordingPredict(logits)
+    result = call_student(adversarial_filter, predict, RecordingPredict.images(600, 15), labels, what=what,
+                          forbid=forbid, reason=reason)
+    _check_filter_result(result, expected, 600, 256, what)
+    _check_calls(predict.calls, 600, 256, what)
+    assert len(predict.calls) == 3, (
+        f"{what}: expected 3 calls of predict (256, 256 and 88 images: batch_size=256 by default), "
+        f"got {len(predict.calls)} of {[size for size, _, _ in predict.calls]}")

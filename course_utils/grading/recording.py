@@ -48,3 +48,33 @@ class RecordingSGD(torch.optim.SGD):
         self.steps.append((len(self.model.calls),
                            [None if p.grad is None else p.grad.detach().clone() for p in self.model.parameters()]))
         return super().step(closure)
+
+
+class RecordingPredict(nn.Module):
+    """A "model" for the adversarial-filtering check: image i carries i in its first pixel
+    (i / `SCALE`) and gets row i of `table` as its logits. Keeps (batch length, whether
+    gradients were enabled, the indices seen) of every call."""
+
+    proxy_state = ("calls",)
+    SCALE = 1024  # i / 1024 is exact in float32 for every index a check uses
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table.detach().clone().float())
+        self.calls: list[tuple[int, bool, list[int]]] = []
+
+    @classmethod
+    def images(cls, n: int, seed: int = 0, size: int = 8) -> torch.Tensor:
+        """n random images (n, 3, size, size) in [0, 1], image i marked with its index."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(n, 3, size, size, generator=g)
+        x[:, 0, 0, 0] = torch.arange(n, dtype=torch.float32) / cls.SCALE
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = (x.detach()[:, 0, 0, 0].double().cpu() * self.SCALE).round().long()
+        if len(index) and (index.min() < 0 or index.max() >= len(self.table)):
+            raise ValueError("predict got images whose pixels were changed (in place or in a copy); pass "
+                             "predict the images as they are")
+        self.calls.append((len(x), torch.is_grad_enabled(), index.tolist()))
+        return self.table[index].clone().to(x.device)
