@@ -166,6 +166,16 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         subdir="weights",
     ),
     Asset(
+        name="densenet121-imagenet1k-v1",
+        url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+        filename="densenet121-a639ec97.pth",
+        description="torchvision DenseNet-121 weights DenseNet121_Weights.IMAGENET1K_V1 (74.4% top-1): "
+                    "a model outside ImageNet-A's filtering, and not a ResNet, for transfer",
+        sha256_prefix="a639ec97",
+        size=32_342_954,  # about 30.8 MiB (torchvision's meta["_file_size"]); not verified
+        subdir="weights",
+    ),
+    Asset(
         name="cifar10",
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         filename="cifar-10-python.tar.gz",

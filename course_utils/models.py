@@ -2,6 +2,7 @@
 notebooks can train an encoder on a pretext task and reuse it under a new head."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
@@ -152,6 +153,17 @@ class SimCLRModel(nn.Module):
         return self.projection_head(self.encoder(x))
 
 
+# (architecture, weights) -> the registry entry in course_utils.download holding the file
+PRETRAINED = {
+    ("resnet50", "IMAGENET1K_V1"): "resnet50-imagenet1k-v1",
+    ("resnet50", "IMAGENET1K_V2"): "resnet50-imagenet1k-v2",
+    ("densenet121", "IMAGENET1K_V1"): "densenet121-imagenet1k-v1",
+}
+# torchvision's DenseNet files use the old key names "norm.1", "conv.2"; torchvision renames
+# them on load (densenet._load_state_dict), and so must we
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
 def pretrained_resnet50(weights: str | None = "IMAGENET1K_V1", *, download: bool = True,
                         progress: bool = True) -> Normalized:
     """torchvision's ResNet-50 trained on ImageNet-1k, wrapped in `Normalized` so that it takes
@@ -160,24 +172,36 @@ def pretrained_resnet50(weights: str | None = "IMAGENET1K_V1", *, download: bool
     `weights`: "IMAGENET1K_V1" (76.1% top-1, the original recipe: the model the ImageNet-A
     paper reports at a few percent accuracy), "IMAGENET1K_V2" (80.9%, torchvision's newer
     recipe), a `torchvision.models.ResNet50_Weights` member, or None for random weights.
-    The file is read from the data directory (`<data dir>/weights/`, registry entries
-    "resnet50-imagenet1k-v1"/"-v2" in `course_utils.download`); a copy already in torch
-    hub's cache is reused; otherwise it is downloaded if `download`, verified against the
-    hash prefix in its file name.
+    See `pretrained_imagenet` for where the file comes from.
+    """
+    return pretrained_imagenet("resnet50", weights, download=download, progress=progress)
+
+
+def pretrained_imagenet(arch: str, weights: str | None = "IMAGENET1K_V1", *, download: bool = True,
+                        progress: bool = True) -> Normalized:
+    """A torchvision ImageNet-1k classifier (`arch`: "resnet50" or "densenet121"), wrapped in
+    `Normalized` (images in [0, 1], 1000 logits), in eval mode; None for random weights.
+
+    The file is read from the data directory (`<data dir>/weights/`, registry entries in
+    `PRETRAINED`); a copy already in torch hub's cache is reused; otherwise it is downloaded
+    if `download`, verified by the course downloader (hash prefix in the file name).
     """
     from pathlib import Path
 
-    from torchvision.models import resnet50
+    from torchvision import models as tvm
 
     from . import download as dl
 
+    if arch not in {a for a, _ in PRETRAINED}:
+        raise ValueError(f"arch must be one of {sorted({a for a, _ in PRETRAINED})}, got {arch!r}")
+    build = getattr(tvm, arch)
     if weights is None:
-        return Normalized(resnet50()).eval()
+        return Normalized(build()).eval()
     key = str(getattr(weights, "name", weights)).upper()
-    names = {"IMAGENET1K_V1": "resnet50-imagenet1k-v1", "IMAGENET1K_V2": "resnet50-imagenet1k-v2"}
-    if key not in names:
-        raise ValueError(f"weights must be 'IMAGENET1K_V1', 'IMAGENET1K_V2' or None, got {weights!r}")
-    asset = dl.get_asset(names[key])
+    if (arch, key) not in PRETRAINED:
+        known = [w for a, w in PRETRAINED if a == arch]
+        raise ValueError(f"weights for {arch} must be one of {known} or None, got {weights!r}")
+    asset = dl.get_asset(PRETRAINED[arch, key])
     path = asset.path
     if not path.is_file():
         hub_copy = Path(torch.hub.get_dir()) / "checkpoints" / asset.filename
@@ -187,16 +211,18 @@ def pretrained_resnet50(weights: str | None = "IMAGENET1K_V1", *, download: bool
             path = dl.fetch(asset.name, progress=progress)
         else:
             raise FileNotFoundError(
-                f"the ResNet-50 weights {key} are not in {path.parent}. Fix: run `course-lab fetch-data "
+                f"the {arch} weights {key} are not in {path.parent}. Fix: run `course-lab fetch-data "
                 f"{asset.name}` on a machine with internet (and copy {dl.data_dir()} here), or download "
                 f"{asset.url} and save it as {path}."
             )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: torch raises several kinds
-        raise RuntimeError(f"could not read the ResNet-50 weights {path} ({err}). Fix: delete the file and "
+        raise RuntimeError(f"could not read the {arch} weights {path} ({err}). Fix: delete the file and "
                            f"run `course-lab fetch-data {asset.name}` again.") from err
+    if arch == "densenet121":
+        state = {(m.group(1) + m.group(2) if (m := _DENSENET_OLD_KEY.match(k)) else k): v for k, v in state.items()}
     with torch.device("meta"):  # skip the random initialization the weights overwrite
-        net = resnet50()
+        net = build()
     net.load_state_dict(state, assign=True)
     return Normalized(net).eval()

@@ -392,3 +392,37 @@ def test_pretrained_resnet50_loads_cached_weights_and_takes_unit_range_images(da
     with torch.no_grad():
         x = torch.rand(1, 3, 64, 64)
         assert torch.allclose(model(x), reference.eval()(Normalized(torch.nn.Identity())(x)), atol=1e-5)
+
+
+def test_densenet121_loads_torchvisions_old_key_names(data):
+    """torchvision's DenseNet file names layers "norm.1", "conv.2"; the loader renames them as
+    torchvision does, and the model matches the one that was saved."""
+    import re
+
+    from torchvision.models import densenet121
+
+    from course_utils.models import Normalized, pretrained_imagenet
+
+    torch.manual_seed(0)
+    reference = densenet121().eval()
+    new = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))([12])\.(weight|bias|running_mean|running_var)$")
+    old_style = {new.sub(r"\1.\2.\3", k): v for k, v in reference.state_dict().items()}
+    assert any(".norm.1." in k for k in old_style), "the stand-in has the file's old key names"
+    path = data / "weights" / "densenet121-a639ec97.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(old_style, path)
+    model = pretrained_imagenet("densenet121", "IMAGENET1K_V1", download=False)
+    assert isinstance(model, Normalized) and not model.training
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 64)
+        assert torch.allclose(model(x), reference(Normalized(torch.nn.Identity())(x)), atol=1e-5)
+
+
+def test_pretrained_imagenet_names_what_it_knows():
+    from course_utils.models import pretrained_imagenet
+
+    with pytest.raises(ValueError, match="densenet121.*resnet50"):
+        pretrained_imagenet("vgg16")
+    with pytest.raises(ValueError, match="IMAGENET1K_V1"):
+        pretrained_imagenet("densenet121", "IMAGENET1K_V2")
+    assert pretrained_imagenet("densenet121", None)(torch.rand(1, 3, 32, 32)).shape == (1, 1000)
