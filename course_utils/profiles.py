@@ -137,6 +137,20 @@ def smoke_requested() -> bool:
     raise ValueError(f"{SMOKE_ENV}={value!r}: set it to 1 for a smoke run, or 0 (or unset it) for a real one")
 
 
+def digits_profile(profile: Profile) -> Profile:
+    """The profile a digits-only experiment runs on inside a notebook of `profile`.
+
+    Notebook 01's Digits-A trains small CNNs on digits on every profile: on `full` it keeps
+    `quick`'s sizes, names and checkpoints (the experiment is CPU-sized; a GPU only makes it
+    faster), on the same device; `quick` and `grade` are themselves. The smoke switch still
+    shrinks the sizes.
+    """
+    if profile.name != "full":
+        return profile
+    quick = _make("quick", profile.device)
+    return _smoke(quick) if profile.smoke else quick
+
+
 PROFILE_NAMES = ("quick", "full", "grade")
 
 

@@ -108,3 +108,19 @@ def test_grade_never_looks_up_the_device(monkeypatch):
     monkeypatch.delenv("NBGRADER_EXECUTION")
     with pytest.raises(ValueError, match="COURSE_DEVICE"):
         get_profile("quick")
+
+
+def test_digits_profile_is_quick_sized_on_full_and_the_profile_itself_elsewhere(monkeypatch):
+    from course_utils.profiles import digits_profile
+
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    full = get_profile("full", device="cpu", smoke=False)
+    digits = digits_profile(full)
+    assert (digits.name, digits.dataset, digits.epochs, digits.device) == ("quick", "digits", 10, full.device)
+    assert digits == get_profile("quick", device="cpu", smoke=False)  # same checkpoints as a quick run's
+    for name in ("quick", "grade"):
+        profile = get_profile(name, device="cpu", smoke=False)
+        assert digits_profile(profile) is profile
+    smoke = digits_profile(get_profile("full", device="cpu", smoke=True))
+    assert smoke.smoke and smoke.name == "quick" and smoke.epochs == 1
