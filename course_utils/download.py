@@ -204,8 +204,10 @@ def imagenet_a_asset_name() -> str:
 
 
 def default_assets() -> tuple[str, ...]:
-    """What the full profile needs: CIFAR-10, ResNet-50's weights and ImageNet-A."""
-    return ("cifar10", "resnet50-imagenet1k-v1", imagenet_a_asset_name())
+    """What the full profile needs: CIFAR-10, the ImageNet models' weights (notebook 01's filter model and
+    its two transfer models) and ImageNet-A."""
+    return ("cifar10", "resnet50-imagenet1k-v1", "resnet50-imagenet1k-v2", "densenet121-imagenet1k-v1",
+            imagenet_a_asset_name())
 
 
 def is_complete(folder: str | os.PathLike) -> bool:

@@ -61,10 +61,20 @@ STORIES: dict[str, Story] = {
         headline=("digits_test_accuracy", "digits-m_test_accuracy")),
     "01_natural_adversarial_examples": Story(
         (Claim("Natural adversarial examples: natural images that people classify easily and a strong "
-               "classifier gets wrong (ResNet-50: about 3% on ImageNet-A).", ("n_images", "top1", "top5")),
+               "classifier gets wrong; adversarial filtering finds them (ResNet-50: about 3% on ImageNet-A).",
+               ("digits_a_pool_size", "digits_a_kept", "digits_a_filter_filtered_accuracy",
+                "digits_a_filter_control_accuracy", "imagenet_a_images", "imagenet_a_v1_top1")),
+         Claim("The filtered images transfer: models never used for filtering fail on them too.",
+               ("digits_a_min_transfer_gap", "digits_a_mlp_gap", "digits_a_logistic_gap", "digits_a_seed_gap_mean",
+                "digits_a_seed_gap_sd", "digits_a_two_model_filtered_accuracy",
+                "digits_a_one_model_filtered_accuracy", "imagenet_a_v2_top1", "imagenet_a_densenet_top1")),
          Claim("The classifier is wrong with certainty: its confidence does not say when it fails.",
-               ("calibration_error", "aurra"))),
-        headline=("top1", "top5", "calibration_error")),
+               ("digits_a_calibration_filtered", "digits_a_calibration_control", "digits_a_aurra_filtered",
+                "digits_a_aurra_control", "imagenet_a_v1_calibration", "imagenet_a_v2_calibration",
+                "imagenet_a_densenet_calibration")),
+         Claim("The failures come from the wrong cues (background, size, pose), not from the object's shape.",
+               ("digits_a_top_cues", "digits_a_stroke_and_blur_max_ratio"))),
+        headline=("digits_a_kept", "digits_a_min_transfer_gap", "digits_a_calibration_filtered")),
     "02_synthetic_adversarial_examples": Story(
         (Claim("A perturbation found by gradient ascent on the loss, too small to change what a person "
                "sees, breaks an accurate classifier; random noise of the same size does not.",

@@ -81,6 +81,14 @@ WRONG_ANSWERS = [
      "        stop = len(conf) if b == n_bins - 1 else (b + 1) * bin_size\n"
      "        gaps.append((conf[b * bin_size:stop].mean() - right[b * bin_size:stop].mean()).item() ** 2)\n"
      "    return math.sqrt(sum(gaps) / len(gaps))\n"),
+    ("01_natural_adversarial_examples.ipynb", "adversarial_filter",  # forgets the batch offset
+     "def adversarial_filter(predict, images, labels, batch_size=256):\n"
+     "    kept = []\n"
+     "    with torch.no_grad():\n"
+     "        for start in range(0, len(images), batch_size):\n"
+     "            wrong = predict(images[start:start + batch_size]).argmax(1) != labels[start:start + batch_size]\n"
+     "            kept.append(wrong.nonzero().flatten())\n"
+     "    return torch.cat(kept)\n"),
     ("02_synthetic_adversarial_examples.ipynb", "fgsm_attack",  # wrong gradient sign
      "def fgsm_attack(model, x, y, eps):\n"
      "    x_adv = x.clone().detach().requires_grad_(True)\n"

@@ -159,11 +159,16 @@ def _batch(x: np.ndarray, y: np.ndarray, label: str) -> bytes:
 
 def resnet50_weights(seed: int = 0) -> bytes:
     """A randomly initialised torchvision ResNet-50's state dict, as `torch.save` writes a weight file."""
-    from torchvision.models import resnet50
+    return torchvision_weights("resnet50", seed)
+
+
+def torchvision_weights(arch: str, seed: int = 0) -> bytes:
+    """A randomly initialised torchvision model's state dict (`arch`, e.g. "densenet121"), as a weight file."""
+    import torchvision.models
 
     torch.manual_seed(seed)
     buffer = io.BytesIO()
-    torch.save(resnet50().state_dict(), buffer)
+    torch.save(getattr(torchvision.models, arch)().state_dict(), buffer)
     return buffer.getvalue()
 
 

@@ -92,7 +92,8 @@ def test_subset_is_configured_by_environment(monkeypatch, data):
     monkeypatch.setenv(dl.SUBSET_SHA256_ENV, "ab" * 32)
     asset = dl.get_asset("imagenet-a-subset")
     assert (asset.url, asset.sha256) == ("http://example.invalid/s.tar", "ab" * 32)
-    assert dl.default_assets() == ("cifar10", "resnet50-imagenet1k-v1", "imagenet-a-subset")
+    assert dl.default_assets() == ("cifar10", "resnet50-imagenet1k-v1", "resnet50-imagenet1k-v2",
+                                   "densenet121-imagenet1k-v1", "imagenet-a-subset")
     assert asset.path == data / "imagenet-a-subset"
 
 

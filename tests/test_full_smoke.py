@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from standins import cifar10_archive, imagenet_a_archive, loopback_server, resnet50_weights, sha256
+from standins import cifar10_archive, imagenet_a_archive, loopback_server, resnet50_weights, sha256, torchvision_weights
 
 from course_utils import download as dl
 from course_utils.notebooks import find_notebooks, run_notebooks
@@ -37,6 +37,8 @@ def standins(tmp_path_factory) -> dict[str, tuple[str, bytes]]:
     return {
         "cifar10": ("/mirror/cifar-10-python.tar.gz", cifar10),
         "resnet50-imagenet1k-v1": ("/mirror/resnet50-0676ba61.pth", resnet50_weights()),
+        "resnet50-imagenet1k-v2": ("/mirror/resnet50-11ad3fa6.pth", resnet50_weights(seed=1)),
+        "densenet121-imagenet1k-v1": ("/mirror/densenet121-a639ec97.pth", torchvision_weights("densenet121")),
         "imagenet-a": ("/mirror/imagenet-a.tar", imagenet_a_archive(folder, **IMAGENET_A)),
     }
 
@@ -94,8 +96,11 @@ def test_full_branches_ran(full_smoke):
 
     assert "cifar10: 40 training and 20 test images" in outputs("00_getting_started")  # CIFAR-10, cut for smoke
     natural = outputs("01_natural_adversarial_examples")
-    assert "ResNet-50, weights: IMAGENET1K_V1" in natural and "Stand-in data" not in natural
-    assert runs["01_natural_adversarial_examples"].results["n_images"] == IMAGENET_A["n_classes"] * IMAGENET_A["per_class"]
+    # ImageNet-A through the downloader, the filter model and two models never used for filtering, and Digits-A
+    assert "ResNet-50 V1 (the filter), ResNet-50 V2, DenseNet-121" in natural and "random weights" not in natural
+    results = runs["01_natural_adversarial_examples"].results
+    assert results["imagenet_a_images"] == IMAGENET_A["n_classes"] * IMAGENET_A["per_class"]
+    assert {"imagenet_a_v1_top1", "imagenet_a_v2_top1", "imagenet_a_densenet_top1", "digits_a_kept"} <= set(results)
     for name in ("standard", "adversarial-fgsm-rs", "adversarial-pgd-large"):  # trained by notebooks 02 and 03
         saved = torch.load(data / "checkpoints" / f"{name}-full-smoke-seed0.pt", map_location="cpu", weights_only=True)
         assert (saved["config"]["model"], saved["config"]["dataset"]) == ("resnet18", "cifar10"), name
