@@ -16,6 +16,13 @@ side: first with the grading code of git revision REV of this repository (run fr
 sandbox and the trusted checker against the grading that trusted the kernel:
 
     python benchmarks/bench_autograde.py --students 3 --against 3bfeb2d
+
+With `--cluster` it grades the same submissions four times in one process: the local pool
+with 1 and with N workers, then a Dask `LocalCluster` (worker processes on loopback, one
+thread each, as `dask worker` runs them) with 1 and with N workers through `--scheduler`;
+and prints each run's wall time, the speed-up from 1 to N workers and the cluster's time
+against the local pool's at equal workers. `--phases` adds where one student's seconds
+went (the first run's median per phase).
 """
 from __future__ import annotations
 
@@ -50,14 +57,67 @@ def make_submissions(folder: Path, students: int) -> Path:
     return folder
 
 
-def run(submissions: Path, out: Path, workers: int, timeout: int) -> dict:
+def run(submissions: Path, out: Path, workers: int, timeout: int, scheduler: str | None = None) -> dict:
     start = time.perf_counter()
-    results = autograde(submissions, out, course_root=ROOT, workers=workers, timeout=timeout, progress=False)
+    results = autograde(submissions, out, course_root=ROOT, workers=workers, timeout=timeout, progress=False,
+                        scheduler=scheduler)
     wall = time.perf_counter() - start
     full = sum(1 for r in results if not r.lost and not r.problems)
     per_student = [r.seconds for r in results]
+    phases = {k: statistics.median(r.phases.get(k, 0.0) for r in results) for k in results[0].phases}
     return {"workers": workers, "wall": wall, "students": len(results), "full_marks": full,
-            "median_student": statistics.median(per_student), "max_student": max(per_student)}
+            "median_student": statistics.median(per_student), "max_student": max(per_student), "phases": phases}
+
+
+def print_phases(phases: dict) -> None:
+    """One student's seconds by phase: nbgrader, and per notebook its kernel's start and its cells."""
+    kernel = sum(v for k, v in phases.items() if k.startswith("kernel start"))
+    cells = sum(v for k, v in phases.items() if k.startswith("cells "))
+    autograde_phase = phases.get("autograde", 0.0)
+    rows = [("copy the template", phases.get("copy", 0.0)),
+            ("kernels: sandbox, start, until the first cell (8 notebooks)", kernel),
+            ("cells, all notebooks (imports, the grade profile's work, tests)", cells),
+            ("nbgrader autograde itself (start, sanitize, gradebook) and the checker", autograde_phase - kernel - cells),
+            ("scores and feedback clean-up", phases.get("scores", 0.0)),
+            ("nbgrader generate_feedback (HTML)", phases.get("feedback", 0.0)),
+            ("clean up", phases.get("cleanup", 0.0))]
+    print("\n| phase (one student, median) | s |\n| --- | ---: |")
+    for name, value in rows:
+        print(f"| {name} | {value:.1f} |")
+    print(f"| **total** | **{sum(v for _, v in rows):.1f}** |")
+    per_notebook = sorted({k.split(" ", 1)[1] for k in phases if k.startswith("cells ")})
+    print("\n| notebook | kernel start (s) | cells (s) |\n| --- | ---: | ---: |")
+    for stem in per_notebook:
+        print(f"| {stem} | {phases.get(f'kernel start {stem}', 0.0):.1f} | {phases.get(f'cells {stem}', 0.0):.1f} |")
+
+
+def cluster(args) -> int:
+    import distributed
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
+        tmp = Path(tmp)
+        subs = make_submissions(tmp / "submissions", args.students)
+        for w in (1, args.workers):
+            rows.append(run(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
+        for w in (1, args.workers):
+            with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                          dashboard_address=None, memory_limit=0) as local:
+                rows.append(run(subs, tmp / f"out-dask-{w}", w, args.timeout, scheduler=local.scheduler_address)
+                            | {"label": "Dask LocalCluster"})
+    print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker\n")
+    print("| path | workers | wall (s) | s per submission | students per minute | speed-up from 1 worker "
+          "| against the local pool at equal workers | full marks |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        same_path_1 = next(x for x in rows if x["label"] == r["label"] and x["workers"] == 1)
+        pool = next(x for x in rows if x["label"] == "local pool" and x["workers"] == r["workers"])
+        print(f"| {r['label']} | {r['workers']} | {r['wall']:.0f} | {r['wall'] / r['students']:.1f} | "
+              f"{60 * r['students'] / r['wall']:.2f} | {same_path_1['wall'] / r['wall']:.2f}× | "
+              f"{r['wall'] / pool['wall']:.2f}× | {r['full_marks']}/{r['students']} |")
+    if args.phases:
+        print_phases(rows[0]["phases"])
+    return 0
 
 
 OLD_RUN = """
@@ -93,12 +153,15 @@ def compare(args) -> int:
         subs = make_submissions(tmp / "submissions", args.students)
         before = run_revision(args.against, subs, tmp / "out-before", args.timeout, tmp)
         after = run(subs, tmp / "out-after", 1, args.timeout) | {"label": "working tree"}
+        before.setdefault("phases", {})
     print(f"{args.students} submissions of the whole lab, one worker, the same folder graded by both\n")
     print("| grading code | wall (s) | s per submission | one student, median / max (s) | full marks | ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in (before, after):
         print(f"| {r['label']} | {r['wall']:.0f} | {r['wall'] / r['students']:.1f} | {r['median_student']:.0f} / "
               f"{r['max_student']:.0f} | {r['full_marks']}/{r['students']} | {r['wall'] / before['wall']:.2f}× |")
+    if args.phases:
+        print_phases(after["phases"])
     return 0
 
 
@@ -108,9 +171,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=60)
     parser.add_argument("--against", metavar="REV", help="compare with the grading code of this git revision")
+    parser.add_argument("--cluster", action="store_true", help="local pool against a Dask LocalCluster")
+    parser.add_argument("--phases", action="store_true", help="also print where one student's seconds went")
     args = parser.parse_args()
     if args.against:
         return compare(args)
+    if args.cluster:
+        return cluster(args)
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)

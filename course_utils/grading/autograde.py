@@ -2,9 +2,9 @@
 
 nbgrader grades one submission after another and its SQLite gradebook takes no concurrent
 writers, so each student is graded in a copy of a prepared course folder (`template.py`) by
-a job that any `concurrent.futures.Executor` can run: a local process pool by default,
-dask.distributed's `Client.get_executor()` or a batch scheduler's executor when a course
-outgrows one machine. The results are merged into `grades.csv`, per-student feedback and
+a job that any `concurrent.futures.Executor` can run: a local process pool by default, or
+the workers of a Dask cluster when a course outgrows one machine (`cluster.py`, which sends
+the template once and gets the feedback back as data). The results are merged into `grades.csv`, per-student feedback and
 `report.txt`.
 
 Trust (docs/grading.md): nbgrader and the checker run as the TA; the student's kernel runs in
@@ -68,6 +68,9 @@ class StudentResult:
     problems: list[str]
     seconds: float
     digest: str
+    # where the seconds went: "copy", "autograde", "scores", "feedback", "cleanup", and per notebook
+    # "kernel start <stem>" (sandbox, kernel, until the first cell runs) and "cells <stem>"
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _env(course: Path, template: Path | None = None, ipc_dir: Path | None = None) -> dict[str, str]:
@@ -87,25 +90,38 @@ def _env(course: Path, template: Path | None = None, ipc_dir: Path | None = None
     return env
 
 
-def _limit_memory(gb: float):
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the process that started it dies (a grading worker
+    killed mid-task must not leave its nbgrader, and with it the sandbox, running)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _limit_memory(gb: float | None):
     def apply():
-        limit = int(gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        _die_with_parent()
+        if gb:
+            limit = int(gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     return apply
 
 
 def _nbgrader(course: Path, args: list[str], *, timeout: float, memory_limit_gb: float | None = None,
-              checks: Path | None = None, verdicts: Path | None = None, env: dict | None = None) -> tuple[int, str]:
+              checks: Path | None = None, verdicts: Path | None = None, env: dict | None = None,
+              timings: Path | None = None) -> tuple[int, str]:
     """Run one nbgrader command in `course` (with the student's checker when `checks` is given);
     kill its whole process group on timeout (the sandbox dies with it)."""
+    cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run"]
     if checks is not None:
-        cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run", "--checks", str(checks), "--verdicts",
-               str(verdicts), "--", *args, "--log-level=INFO"]
-    else:
-        cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=INFO"]
+        cmd += ["--checks", str(checks), "--verdicts", str(verdicts), *(["--timings", str(timings)] if timings else [])]
+    cmd += ["--", *args, "--log-level=INFO"]
     proc = subprocess.Popen(cmd, cwd=course, env=env or _env(course), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_limit_memory(memory_limit_gb) if memory_limit_gb else None)
+                            preexec_fn=_limit_memory(memory_limit_gb))
     try:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out
@@ -158,7 +174,9 @@ def _diagnose(autograded: Path, stem: str) -> list[str]:
 
 def _kernel_options(ipc_dir: Path, timeout: int) -> list[str]:
     """nbgrader's kernels: always the sandboxed kernelspec, over IPC sockets in the student's folder."""
-    return ["--force", f"--ExecutePreprocessor.timeout={timeout}",
+    # a graded kernel is thrown away: kill it when its notebook is done instead of asking it to
+    # shut down and waiting (nbclient's "graceful" default costs seconds per notebook)
+    return ["--force", f"--ExecutePreprocessor.timeout={timeout}", "--ExecutePreprocessor.shutdown_kernel=immediate",
             f"--ExecutePreprocessor.kernel_name={sandbox.KERNEL_NAME}",
             "--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}"]
 
@@ -166,6 +184,14 @@ def _kernel_options(ipc_dir: Path, timeout: int) -> list[str]:
 def grade_student(job: GradingJob) -> StudentResult:
     """Grade one student in a fresh copy of the template course (runs in a worker)."""
     start = time.perf_counter()
+    phases: dict[str, float] = {}
+    clock = [start]
+
+    def lap(phase: str) -> None:  # the seconds since the last lap, added to `phase`
+        now = time.perf_counter()
+        phases[phase] = round(phases.get(phase, 0.0) + now - clock[0], 3)
+        clock[0] = now
+
     sid, problems = job.student_id, list(job.problems)
     template = Path(job.template)
     course = Path(job.work_dir) / sid
@@ -187,11 +213,14 @@ def grade_student(job: GradingJob) -> StudentResult:
     run = dict(memory_limit_gb=job.memory_limit_gb, checks=course / "checks.json", env=env)
     verdict_files = []
     refused: dict[str, str] = {}
+    lap("copy")
     try:
         if stems:
             verdict_files.append(course / "verdicts.json")
             code, log = _nbgrader(course, ["autograde", ASSIGNMENT, "--student", sid, *options],
-                                  timeout=limit * len(stems), verdicts=verdict_files[-1], **run)
+                                  timeout=limit * len(stems), verdicts=verdict_files[-1], timings=course / "timings.json",
+                                  **run)
+            _add_timings(course / "timings.json", phases)
             if code == 0 and "There was an error processing" not in log:
                 for stem in stems:
                     problems += _diagnose(autograded, stem)
@@ -216,6 +245,7 @@ def grade_student(job: GradingJob) -> StudentResult:
                 autograded.mkdir(parents=True, exist_ok=True)
                 for f in kept.glob("*.ipynb"):
                     shutil.copy(f, autograded / f.name)
+        lap("autograde")
         verdicts, stray = scores.read_verdicts(verdict_files)
         problems += [f"suspicious: {s}" for s in stray]
         graded = [s for s in stems if (autograded / f"{s}.ipynb").exists()]
@@ -232,10 +262,12 @@ def grade_student(job: GradingJob) -> StudentResult:
                                         Path(sys.prefix), Path(sys.base_prefix), Path(tempfile.gettempdir()))]
             for stem in graded:
                 scores.clean_for_feedback(autograded / f"{stem}.ipynb", verdicts, secrets)
+            lap("scores")
             _nbgrader(course, ["generate_feedback", ASSIGNMENT, "--student", sid, "--force",
                                "--HTMLExporter.sanitize_html=True"], timeout=600, env=env)
             for f in (course / "feedback" / sid / ASSIGNMENT).glob("*.html"):
                 shutil.copy(f, target / f.name)
+            lap("feedback")
         for stem, reason in refused.items():  # a page that says why, where nbgrader made none
             (target / f"{stem}.html").write_text(
                 f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{stem}</title></head><body>"
@@ -243,9 +275,28 @@ def grade_student(job: GradingJob) -> StudentResult:
                 "released notebook again, copy your answers into its answer cells, and leave the other cells "
                 "as they are.</p></body></html>\n", encoding="utf-8")
     finally:
+        lap("scores")
         shutil.rmtree(course, ignore_errors=True)
         shutil.rmtree(ipc_dir, ignore_errors=True)
-    return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest)
+        lap("cleanup")
+    return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest,
+                         {k: v for k, v in phases.items() if v > 0})
+
+
+def _add_timings(path: Path, phases: dict[str, float]) -> None:
+    """Per notebook, nbgrader_run's kernel start and cell seconds, added to `phases`."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    for record in records if isinstance(records, list) else []:
+        stem = Path(str(record.get("notebook", ""))).stem
+        if isinstance(record.get("kernel_start"), (int, float)):
+            phases[f"kernel start {stem}"] = round(record["kernel_start"], 3)
+        cells = [c for c in record.get("cells", []) if isinstance(c, (int, float))]
+        phases[f"cells {stem}"] = round(sum(cells), 3)
+        if os.environ.get("COURSE_LAB_CELL_TIMINGS"):  # benchmarks: every cell's seconds
+            phases.update({f"cell {stem} {i}": c for i, c in enumerate(cells) if c >= 0.2})
 
 
 def _nbgrader_refusal(log: str) -> str:
@@ -271,13 +322,16 @@ def _template_digest(course_root: Path, timeout: int, memory_limit_gb: float, is
 def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Path = ".", workers: int = 1,
               timeout: int = 60, memory_limit_gb: float = 6.0, id_pattern: str | None = None,
               executor: concurrent.futures.Executor | None = None, progress: bool = True,
-              sandboxed: bool = True) -> list[StudentResult]:
+              sandboxed: bool = True, scheduler: str | None = None) -> list[StudentResult]:
     """Grade every submission under `submissions`; write grades.csv, feedback/ and report.txt to `out`.
 
     Every kernel runs in a bubblewrap sandbox; without bubblewrap this refuses to grade
     (`SandboxUnavailable`) unless `sandboxed=False` (`--no-sandbox`), and then the report
     says so in its first line. Students whose submission (and the lab's solutions and
     checks) did not change since the last run into the same `out` are not graded again.
+
+    Students are graded `workers` at a time in a local process pool (or by `executor`), or,
+    with `scheduler` (a Dask scheduler's address), on that cluster's workers (`cluster.py`).
     """
     from tqdm.auto import tqdm
 
@@ -316,25 +370,33 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
                      for hint in flags.suspicious_cells(text, release_sources, name)]
             jobs.append(GradingJob(sub.student_id, sub.notebooks, sub.problems + hints, digest, str(template),
                                    str(tmp / "work"), str(out / "feedback"), timeout, memory_limit_gb, sandboxed))
-        own = executor is None
-        executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers)
-        try:
-            futures = {executor.submit(grade_student, job): job for job in jobs}
-            bar = tqdm(total=len(subs), initial=len(results), desc="students graded", unit="student",
-                       disable=not progress, file=sys.stdout)
-            for future in concurrent.futures.as_completed(futures):
-                job = futures[future]
-                try:
-                    result = future.result()
-                except Exception as err:  # a worker that failed must not cost the others their grades
-                    result = StudentResult(job.student_id, {}, {}, job.problems + [f"grading failed: {err!r}"], 0.0,
-                                           job.digest)
-                results[result.student_id] = result
-                bar.update(1)
-            bar.close()
-        finally:
-            if own:
-                executor.shutdown()
+        bar = tqdm(total=len(subs), initial=len(results), desc="students graded", unit="student",
+                   disable=not progress, file=sys.stdout)
+        if scheduler:
+            from .cluster import grade_on_cluster
+
+            finished = grade_on_cluster(scheduler, jobs, template, lab_digest)
+        else:
+            finished = _grade_locally(jobs, executor, workers)
+        for job, outcome in finished:
+            if isinstance(outcome, BaseException):  # a failed worker must not cost the others their grades
+                result = StudentResult(job.student_id, {}, {}, job.problems + [f"grading failed: {outcome!r}"], 0.0,
+                                       job.digest)
+            elif isinstance(outcome, tuple):  # from a cluster worker: the result and its feedback pages as data
+                result, files = outcome
+                target = out / "feedback" / job.student_id  # made even when empty: it marks the student as graded
+                shutil.rmtree(target, ignore_errors=True)
+                target.mkdir(parents=True)
+                for name, data in files.items():
+                    (target / Path(name).name).write_bytes(data)
+            else:
+                result = outcome
+            if result.student_id != job.student_id:
+                result = StudentResult(job.student_id, {}, {}, job.problems + ["grading failed: a result for another "
+                                       "student came back"], 0.0, job.digest)
+            results[job.student_id] = result
+            bar.update(1)
+        bar.close()
     ordered = [results[s] for s in sorted(results)]
     state = {r.student_id: dataclasses.asdict(r) for r in ordered if not any("grading failed" in p for p in r.problems)}
     state_path.write_text(json.dumps(state, indent=1))
@@ -342,6 +404,22 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     write_report(ordered, maxima, out / "report.txt", written=written, sandboxed=sandboxed,
                  class_problems=class_problems)
     return ordered
+
+
+def _grade_locally(jobs: list[GradingJob], executor: concurrent.futures.Executor | None, workers: int):
+    """(job, StudentResult or the exception) as the local pool (or `executor`) finishes them."""
+    own = executor is None
+    executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+    try:
+        futures = {executor.submit(grade_student, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except Exception as err:
+                yield futures[future], err
+    finally:
+        if own:
+            executor.shutdown()
 
 
 def write_grades(results: list[StudentResult], maxima: dict[str, float], path: Path) -> None:

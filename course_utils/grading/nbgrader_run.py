@@ -9,57 +9,97 @@ file the kernel cannot reach.
 """
 from __future__ import annotations
 
+import sys
+
+# nbformat validates with jsonschema, whose optional IRI format checks come from rfc3987_syntax;
+# importing that builds 38 lark parsers (about 3 s, in every grading process). Notebooks have
+# no IRI-formatted fields, so nbgrader never needs it: make its import fail, as if absent.
+sys.modules.setdefault("rfc3987_syntax", None)
+
 import argparse
 import json
 import os
-import sys
+import time
 from pathlib import Path
 
-from .checker import CheckServer
 from .sandbox import SPEC_ENV, SandboxSpec
 
 
-def _follow_cells(server: CheckServer) -> None:
+def _follow_cells(server, timings: list[dict]) -> None:
+    """Tell `server` which cell runs; time each notebook (kernel start, then its cells) into `timings`."""
     from nbgrader.preprocessors import Execute
 
-    original = Execute.preprocess_cell
+    original_cell, original_notebook = Execute.preprocess_cell, Execute.preprocess
+
+    def preprocess(self, nb, resources, *args, **kwargs):
+        record = {"notebook": (resources.get("metadata") or {}).get("name", ""), "start": time.perf_counter(),
+                  "first_cell": None, "cells": []}
+        timings.append(record)
+        try:
+            return original_notebook(self, nb, resources, *args, **kwargs)
+        finally:
+            record["seconds"] = time.perf_counter() - record.pop("start")
+            first = record.pop("first_cell")
+            record["kernel_start"] = None if first is None else first
 
     def preprocess_cell(self, cell, resources, index):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") if cell.cell_type == "code" else None
+        record = timings[-1] if timings else None
+        started = time.perf_counter()
+        if record is not None and record["first_cell"] is None and cell.cell_type == "code":
+            record["first_cell"] = started - record["start"]
         server.enter(grade_id)
         try:
-            return original(self, cell, resources, index)
+            return original_cell(self, cell, resources, index)
         finally:
             server.leave()
+            if record is not None and cell.cell_type == "code":
+                record["cells"].append(round(time.perf_counter() - started, 3))
 
+    Execute.preprocess = preprocess
     Execute.preprocess_cell = preprocess_cell
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checks", required=True, help="JSON: test cell grade_id -> module.check_name")
-    parser.add_argument("--verdicts", required=True, help="where to write the checker's verdicts (JSON)")
+    parser.add_argument("--checks", help="JSON: test cell grade_id -> module.check_name (none: no checker, "
+                                          "e.g. for generate_feedback)")
+    parser.add_argument("--verdicts", help="where to write the checker's verdicts (JSON)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds the checker waits for the kernel")
+    parser.add_argument("--timings", help="where to write each notebook's kernel start and cell times (JSON)")
     parser.add_argument("nbgrader_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     nbgrader_args = [a for a in args.nbgrader_args if a != "--"]
+    if not args.checks:
+        return _launch(nbgrader_args)
+    from .checker import CheckServer  # imports torch: only where there are checks to run
+
     spec = SandboxSpec(**json.loads(Path(os.environ[SPEC_ENV]).read_text()))
     expected = json.loads(Path(args.checks).read_text())
     if os.path.exists(spec.checker_socket):
         os.unlink(spec.checker_socket)
     server = CheckServer(spec.checker_socket, expected, timeout=args.timeout).start()
-    _follow_cells(server)
-    code = 0
+    timings: list[dict] = []
+    _follow_cells(server, timings)
     try:
-        from nbgrader.apps.nbgraderapp import NbGraderApp
-
-        NbGraderApp.launch_instance(argv=nbgrader_args)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        code = _launch(nbgrader_args)
     finally:
         server.close()
         Path(args.verdicts).write_text(json.dumps(server.results()))
+        if args.timings:
+            Path(args.timings).write_text(json.dumps(timings))
     return code
+
+
+def _launch(nbgrader_args: list[str]) -> int:
+    """`nbgrader ARGS` in this process; its exit status."""
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    try:
+        NbGraderApp.launch_instance(argv=nbgrader_args)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

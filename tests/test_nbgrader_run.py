@@ -1,0 +1,50 @@
+"""The grading processes start fast without losing anything: nbgrader_run keeps jsonschema's
+IRI checker (3 s of parser building at import) out, and nbformat still validates notebooks;
+a run without checks starts no checker and imports no torch."""
+import json
+import subprocess
+import sys
+
+PROBE = """
+import sys, time
+import course_utils.grading.nbgrader_run  # noqa: F401  (what every grading process imports first)
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+nb = new_notebook(cells=[new_code_cell("1 + 1")])
+nbformat.validate(nb)
+broken = new_notebook(cells=[new_code_cell("x")]); broken.cells[0]["cell_type"] = "nonsense"
+try:
+    nbformat.validate(broken)
+    invalid = False
+except nbformat.ValidationError:
+    invalid = True
+print(json.dumps({"rfc3987_syntax": sys.modules.get("rfc3987_syntax", "absent") is None,
+                  "torch": "torch" in sys.modules, "invalid_caught": invalid}))
+"""
+
+
+def test_nbformat_validates_without_the_iri_parser_and_without_torch():
+    out = subprocess.run([sys.executable, "-c", "import json\n" + PROBE], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"rfc3987_syntax": True, "torch": False, "invalid_caught": True}
+
+
+def test_kernel_options_throw_the_kernel_away_when_its_notebook_is_done(tmp_path):
+    from course_utils.grading.autograde import _kernel_options
+
+    options = _kernel_options(tmp_path, 30)
+    assert "--ExecutePreprocessor.shutdown_kernel=immediate" in options
+    assert "--ExecutePreprocessor.timeout=30" in options and "--KernelManager.transport=ipc" in options
+
+
+def test_timings_are_added_per_notebook(tmp_path):
+    from course_utils.grading.autograde import _add_timings
+
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps([{"notebook": "00_getting_started", "kernel_start": 0.61, "cells": [0.1, 2.0, 0.4],
+                                 "seconds": 3.2}, {"notebook": "01_x", "kernel_start": None, "cells": []}]))
+    phases = {}
+    _add_timings(path, phases)
+    assert phases == {"kernel start 00_getting_started": 0.61, "cells 00_getting_started": 2.5, "cells 01_x": 0.0}
+    _add_timings(tmp_path / "missing.json", phases)  # nothing written (nbgrader failed early): nothing added
+    assert len(phases) == 3
