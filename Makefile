@@ -13,7 +13,7 @@ install: $(STAMP)
 # constraints.txt holds the versions the lab was tested with; pyproject.toml only the ranges.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,cluster]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## execute every solution notebook (quick profile) and print the summary

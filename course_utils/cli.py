@@ -57,9 +57,12 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
     try:
         results = autograde(args.submissions, args.out, course_root=args.course_root, workers=args.workers,
                             timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern,
-                            sandboxed=not args.no_sandbox)
+                            sandboxed=not args.no_sandbox, scheduler=args.scheduler)
     except SandboxUnavailable as err:
         print(f"course-lab autograde: refusing to grade: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # --scheduler without the cluster extra
+        print(f"course-lab autograde: {err}", file=sys.stderr)
         return 2
     print(f"Graded {len(results)} students: {args.out}/grades.csv, {args.out}/report.txt, {args.out}/feedback/")
     return 0
@@ -144,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", metavar="SUBMISSIONS", help="folder of student folders or zip files")
     grade.add_argument("--out", required=True, metavar="OUT", help="output folder")
     grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                       help="students graded at once (default: the number of CPU cores)")
+                       help="students graded at once on this machine (default: the number of CPU cores)")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on the workers of a running Dask cluster instead (e.g. tcp://10.0.0.5:8786); "
+                            'needs pip install "course-utils[cluster]" here and on every worker (docs/grading.md)')
     grade.add_argument("--timeout", type=int, default=60, metavar="SECONDS",
                        help="time limit of one notebook cell (default: 60)")
     grade.add_argument("--memory-limit", type=float, default=6.0, metavar="GB",

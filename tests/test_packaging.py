@@ -112,7 +112,7 @@ def test_make_install_installs_the_tested_versions():
     assert rule, "the Makefile has no $(STAMP) rule"
     prerequisites, recipe = rule.group(1).split(), rule.group(2)
     assert {"pyproject.toml", "constraints.txt"} <= set(prerequisites), "editing either file must reinstall"
-    assert re.search(r"pip install .*-c constraints\.txt .*-e '\.\[test\]'", recipe)
+    assert re.search(r"pip install .*-c constraints\.txt .*-e '\.\[test,cluster\]'", recipe)
 
 
 @pytest.mark.parametrize("edit, message", [

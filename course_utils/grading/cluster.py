@@ -1,0 +1,130 @@
+"""Grading on a Dask cluster: `course-lab autograde SUBMISSIONS --out OUT --scheduler ADDRESS`.
+
+Workers share no file system with the TA's machine:
+
+- the prepared course template (`autograde.prepare_template`) travels once, as a gzipped tar
+  scattered to every worker (`Client.scatter(..., broadcast=True)`); each worker process
+  unpacks it once into a temporary folder of its own and installs the sandbox's kernelspec
+  for its own Python;
+- a task grades one student (`autograde.grade_student`, in the same bubblewrap sandbox as on
+  the TA's machine) and returns the result and the feedback pages as data; only the TA's
+  machine writes OUT;
+- a worker refuses to grade when its hidden checks or grading code differ from the TA's (a
+  different course_utils installed there would grade differently).
+
+One future per student: Dask reruns the task of a worker that dies on another worker (up to
+`distributed.scheduler.allowed-failures` times), and the TA's machine records each student
+once, when its future completes. `distributed` is an optional extra:
+`pip install "course-utils[cluster]"`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import shutil
+import tarfile
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from . import sandbox
+
+# what a student's copy of the template never needs (release/) or what each worker makes for
+# its own Python (the kernelspec and the sandbox's /etc)
+NOT_SENT = ("release", "jupyter", "etc")
+_templates: dict[str, Path] = {}
+_lock = threading.Lock()
+
+
+def require_distributed():
+    """The `distributed` module, or an ImportError that says how to install it."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise ImportError('grading on a Dask cluster needs the optional extra: pip install "course-utils[cluster]" '
+                          "(dask.distributed), on the TA's machine and on every worker") from err
+    return distributed
+
+
+def grading_code_digest() -> str:
+    """A digest of this machine's hidden checks and grading code: TA and workers must agree."""
+    import course_utils
+
+    package = Path(course_utils.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted((package / "checks").glob("*.py")) + sorted((package / "grading").glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def pack_template(template: Path) -> bytes:
+    """The template as a gzipped tar, without what `NOT_SENT` names."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=3) as tar:
+        for path in sorted(Path(template).iterdir()):
+            if path.name not in NOT_SENT:
+                tar.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def worker_template(bundle: bytes, digest: str) -> Path:
+    """The template unpacked on this worker (once per worker process and template digest)."""
+    with _lock:
+        ready = _templates.get(digest)
+        if ready is not None and ready.is_dir():
+            return ready
+        root = Path(tempfile.mkdtemp(prefix=f"course-lab-template-{digest[:8]}-"))
+        with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+            tar.extractall(root, filter="data")  # no links, devices or paths outside root
+        sandbox.install_kernelspec(root / "jupyter")
+        sandbox.write_etc(root / "etc")
+        _templates[digest] = root
+        return root
+
+
+def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
+    """Grade one student on a worker: (StudentResult, {feedback file name: bytes})."""
+    from .autograde import grade_student
+
+    here = grading_code_digest()
+    if here != code_digest:
+        raise RuntimeError(f"this worker's course_utils grading code ({here}) differs from the TA's ({code_digest}): "
+                           "install the same version of the course package on every worker")
+    if job.isolate:
+        sandbox.require_bubblewrap()
+    template = worker_template(bundle, template_digest)
+    work = Path(tempfile.mkdtemp(prefix="course-lab-work-"))
+    try:
+        local = dataclasses.replace(job, template=str(template), work_dir=str(work / "work"),
+                                    feedback_dir=str(work / "feedback"))
+        result = grade_student(local)
+        folder = work / "feedback" / job.student_id
+        files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.html"))} if folder.is_dir() else {}
+        return result, files
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def grade_on_cluster(address: str, jobs: list, template: Path, template_digest: str) -> Iterator[tuple]:
+    """Submit one task per job to the scheduler at `address`; yield (job, (result, files) or the
+    exception) as tasks finish, in any order."""
+    distributed = require_distributed()
+    client = distributed.Client(address, timeout="30s")
+    try:
+        if not jobs:
+            return
+        bundle = client.scatter(pack_template(template), broadcast=True, hash=False)
+        code = grading_code_digest()
+        futures = {client.submit(grade_on_worker, job, bundle, template_digest, code, pure=False,
+                                 key=f"grade-{job.student_id}-{uuid.uuid4().hex[:8]}"): job for job in jobs}
+        for future in distributed.as_completed(futures):
+            job = futures[future]
+            try:
+                yield job, future.result()
+            except Exception as err:  # a failed task must not cost the other students their grades
+                yield job, err
+    finally:
+        client.close()

@@ -1,0 +1,140 @@
+"""Grading on a Dask cluster (`course-lab autograde --scheduler`): a LocalCluster of two worker
+processes on loopback grades to the same grades.csv as the local pool, each worker in its own
+temporary folders (the template comes over the wire, the feedback goes back as data), and a
+worker killed mid-run (by its PID) still leaves every student graded exactly once."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from course_utils.grading import cluster
+from course_utils.grading.autograde import autograde
+from grading_fixtures import RELEASE, ROOT, WRONG_ANSWERS, load, replace_solution, solved, write_student
+
+pytestmark = pytest.mark.grading
+distributed = pytest.importorskip("distributed", reason='the cluster extra: pip install "course-utils[cluster]"')
+
+NB00 = "00_getting_started.ipynb"
+_, WRONG_ID, WRONG_SOURCE = next(w for w in WRONG_ANSWERS if w[0] == NB00)
+# student -> (notebook 00 as handed in, points expected): one notebook each keeps a student at seconds
+STUDENTS = {
+    "ada": (lambda: solved(NB00), 2.0),
+    "ben": (lambda: load(RELEASE / NB00), 0.0),
+    "cy": (lambda: replace_solution(load(RELEASE / NB00), WRONG_ID, WRONG_SOURCE), 0.0),
+    "dee": (lambda: solved(NB00), 2.0),
+    "eve": (lambda: solved(NB00), 2.0),
+}
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster-submissions")
+    for student, (notebook, _) in STUDENTS.items():
+        write_student(folder, student, {NB00: notebook()})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
+    # limit of Dask's own (the sandbox limits each kernel)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, memory_limit=0) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def local_pool(submissions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pool-out")
+    autograde(submissions, out, course_root=ROOT, workers=2, timeout=30, progress=False)
+    return out
+
+
+def rows(out: Path) -> dict[str, dict]:
+    return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+
+
+def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, tmp_path):
+    out = tmp_path / "out"
+    results = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
+                        progress=False)
+    assert (out / "grades.csv").read_text() == (local_pool / "grades.csv").read_text()
+    assert {r.student_id: sum(r.scores.values()) for r in results} == {s: p for s, (_, p) in STUDENTS.items()}
+    for student in STUDENTS:  # the feedback came back as data and was written here
+        assert (out / "feedback" / student / NB00).with_suffix(".html").is_file(), student
+    assert not any("grading failed" in p for r in results for p in r.problems)
+    # a run again grades only what changed: nothing (the results come from the state file, timings and all)
+    again = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
+                      progress=False)
+    assert [(r.student_id, r.seconds) for r in again] == [(r.student_id, r.seconds) for r in results]
+
+
+def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, local_pool, local_cluster, tmp_path):
+    client = distributed.Client(local_cluster.scheduler_address)
+    killed = []
+
+    def kill_a_busy_worker():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            busy = [w for w, keys in client.processing().items() if keys]
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                time.sleep(3)  # well into a student's grading, which takes about ten seconds here
+                os.kill(pid, signal.SIGKILL)
+                killed.append((busy[0], pid))
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    killer.start()
+    try:
+        results = autograde(submissions, tmp_path / "out", course_root=ROOT, scheduler=local_cluster.scheduler_address,
+                            timeout=30, progress=False)
+    finally:
+        killer.join(timeout=130)
+        client.close()
+    assert killed, "no worker was killed: the test proved nothing"
+    assert sorted(r.student_id for r in results) == sorted(STUDENTS), "every student exactly once"
+    assert rows(tmp_path / "out") == rows(local_pool), "the same grades as the local pool"
+    assert not any("grading failed" in p for r in results for p in r.problems), [r.problems for r in results]
+
+
+def test_a_worker_with_other_grading_code_refuses(monkeypatch, tmp_path):
+    from course_utils.grading.autograde import GradingJob
+
+    job = GradingJob("ada", {}, [], "d", str(tmp_path), str(tmp_path), str(tmp_path), 30, 6.0, isolate=False)
+    with pytest.raises(RuntimeError, match="differs from the TA's"):
+        cluster.grade_on_worker(job, b"", "digest", "not-this-machine's")
+
+
+def test_the_template_travels_without_what_each_worker_makes_itself(tmp_path):
+    template = tmp_path / "template"
+    for name in ("release", "jupyter", "etc", "site", "solutions"):
+        (template / name).mkdir(parents=True)
+        (template / name / "f.txt").write_text(name)
+    (template / "gradebook.db").write_bytes(b"db")
+    unpacked = cluster.worker_template(cluster.pack_template(template), "test-digest-1")
+    assert sorted(p.name for p in unpacked.iterdir()) == ["etc", "gradebook.db", "jupyter", "site", "solutions"]
+    assert (unpacked / "site" / "f.txt").read_text() == "site" and not (unpacked / "etc" / "f.txt").exists()
+    assert (unpacked / "jupyter" / "kernels").is_dir()  # this machine's kernelspec
+    assert cluster.worker_template(b"not read again", "test-digest-1") == unpacked
+
+
+def test_scheduler_without_the_extra_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_distributed(name, *args, **kwargs):
+        if name == "distributed":
+            raise ImportError("No module named 'distributed'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    with pytest.raises(ImportError, match=r'course-utils\[cluster\]'):
+        cluster.require_distributed()
