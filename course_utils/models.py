@@ -177,14 +177,26 @@ def pretrained_resnet50(weights: str | None = "IMAGENET1K_V1", *, download: bool
     return pretrained_imagenet("resnet50", weights, download=download, progress=progress)
 
 
+def _verified(path, asset) -> bool:
+    """Whether a file found outside the course's data folder (torch hub's cache) is the one the
+    registry names: its SHA-256, or the prefix torchvision puts in the file name."""
+    from . import download as dl
+
+    if not (asset.sha256 or asset.sha256_prefix):
+        return False  # nothing to check it against: download through the verified path instead
+    digest = dl.file_digests(path)["sha256"]
+    return digest == asset.sha256 if asset.sha256 else digest.startswith(asset.sha256_prefix)
+
+
 def pretrained_imagenet(arch: str, weights: str | None = "IMAGENET1K_V1", *, download: bool = True,
                         progress: bool = True) -> Normalized:
     """A torchvision ImageNet-1k classifier (`arch`: "resnet50" or "densenet121"), wrapped in
     `Normalized` (images in [0, 1], 1000 logits), in eval mode; None for random weights.
 
     The file is read from the data directory (`<data dir>/weights/`, registry entries in
-    `PRETRAINED`); a copy already in torch hub's cache is reused; otherwise it is downloaded
-    if `download`, verified by the course downloader (hash prefix in the file name).
+    `PRETRAINED`); a copy already in torch hub's cache is reused if its SHA-256 matches the
+    registry's (the prefix in torchvision's file name); otherwise it is downloaded if
+    `download`, verified by the course downloader.
     """
     from pathlib import Path
 
@@ -205,7 +217,7 @@ def pretrained_imagenet(arch: str, weights: str | None = "IMAGENET1K_V1", *, dow
     path = asset.path
     if not path.is_file():
         hub_copy = Path(torch.hub.get_dir()) / "checkpoints" / asset.filename
-        if hub_copy.is_file():
+        if hub_copy.is_file() and _verified(hub_copy, asset):
             path = hub_copy
         elif download:
             path = dl.fetch(asset.name, progress=progress)

@@ -427,3 +427,27 @@ def test_pretrained_imagenet_names_what_it_knows():
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         pretrained_imagenet("densenet121", "IMAGENET1K_V2")
     assert pretrained_imagenet("densenet121", None)(torch.rand(1, 3, 32, 32)).shape == (1, 1000)
+
+
+def test_a_torch_hub_copy_is_used_only_if_its_hash_matches(monkeypatch, data, tmp_path):
+    """A file under torch hub's name whose SHA-256 does not start with the prefix in that name
+    (a truncated or planted copy) is not loaded; a copy whose hash matches is, without a download."""
+    import hashlib
+
+    from course_utils.models import pretrained_resnet50
+
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    planted = resnet50_weights(seed=3)
+    (hub / "checkpoints" / "resnet50-0676ba61.pth").write_bytes(planted)
+    with pytest.raises(FileNotFoundError, match="fetch-data resnet50-imagenet1k-v1"):
+        pretrained_resnet50(download=False)  # the planted copy fails the name's hash prefix
+    asset = dl.ASSETS["resnet50-imagenet1k-v1"]
+    monkeypatch.setitem(dl.ASSETS, asset.name, dataclasses.replace(
+        asset, sha256_prefix=hashlib.sha256(planted).hexdigest()[:8]))
+    model = pretrained_resnet50(download=False)  # now it matches: loaded from the hub's cache
+    torch.manual_seed(3)
+    from torchvision.models import resnet50
+
+    assert torch.equal(model.model.fc.weight, resnet50().fc.weight)
