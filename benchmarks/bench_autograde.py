@@ -100,7 +100,7 @@ def cluster(args) -> int:
         subs = make_submissions(tmp / "submissions", args.students)
         for w in (1, args.workers):
             rows.append(run(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
-        for w in (1, args.workers):
+        for w in (1, args.workers):  # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
             with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
                                           dashboard_address=None, memory_limit=0) as local:
                 rows.append(run(subs, tmp / f"out-dask-{w}", w, args.timeout, scheduler=local.scheduler_address)

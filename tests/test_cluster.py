@@ -4,6 +4,7 @@ temporary folders (the template comes over the wire, the feedback goes back as d
 worker killed mid-run (by its PID) still leaves every student graded exactly once."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -40,12 +41,25 @@ def submissions(tmp_path_factory):
     return folder
 
 
+@contextlib.contextmanager
+def restored_environ():
+    """Dask's nanny sets OMP_NUM_THREADS=1 (and more) in *this* process's environment and leaves
+    it there; every later test's kernels would run torch on one thread. Put it back."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def local_cluster():
     # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
     # limit of Dask's own (the sandbox limits each kernel)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, memory_limit=0) as local:
+    with restored_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                      host="127.0.0.1", dashboard_address=None,
+                                                      memory_limit=0) as local:
         yield local
 
 
@@ -138,3 +152,15 @@ def test_scheduler_without_the_extra_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_distributed)
     with pytest.raises(ImportError, match=r'course-utils\[cluster\]'):
         cluster.require_distributed()
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    """Later tests' kernels inherit this environment: Dask's OMP_NUM_THREADS=1 must not stay
+    (it once made every notebook test after this module run torch on one thread, 2.5x slower)."""
+    before = dict(os.environ)
+    with restored_environ():
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None, memory_limit=0):
+            changed = dict(os.environ) != before
+    assert changed, "Dask no longer changes the environment: restored_environ can go"
+    assert dict(os.environ) == before
