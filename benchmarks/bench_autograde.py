@@ -102,7 +102,7 @@ def cluster(args) -> int:
             rows.append(run(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
         for w in (1, args.workers):  # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
             with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                          dashboard_address=None, memory_limit=0) as local:
+                                          dashboard_address=":0", memory_limit=0) as local:
                 rows.append(run(subs, tmp / f"out-dask-{w}", w, args.timeout, scheduler=local.scheduler_address)
                             | {"label": "Dask LocalCluster"})
     print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker\n")

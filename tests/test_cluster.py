@@ -58,7 +58,7 @@ def local_cluster():
     # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
     # limit of Dask's own (the sandbox limits each kernel)
     with restored_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                                      host="127.0.0.1", dashboard_address=None,
+                                                      host="127.0.0.1", dashboard_address=":0",
                                                       memory_limit=0) as local:
         yield local
 
@@ -157,10 +157,13 @@ def test_scheduler_without_the_extra_says_how_to_install(monkeypatch):
 def test_a_local_cluster_leaves_this_process_environment_as_it_was():
     """Later tests' kernels inherit this environment: Dask's OMP_NUM_THREADS=1 must not stay
     (it once made every notebook test after this module run torch on one thread, 2.5x slower)."""
-    before = dict(os.environ)
-    with restored_environ():
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None, memory_limit=0):
-            changed = dict(os.environ) != before
-    assert changed, "Dask no longer changes the environment: restored_environ can go"
-    assert dict(os.environ) == before
+    with restored_environ():  # whatever this module's cluster fixture left, start from a known state
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"):
+            os.environ.pop(name, None)
+        before = dict(os.environ)
+        with restored_environ():
+            with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                          dashboard_address=":0", memory_limit=0):
+                changed = dict(os.environ) != before
+        assert changed, "Dask no longer changes the environment: restored_environ can go"
+        assert dict(os.environ) == before
