@@ -295,8 +295,6 @@ def _add_timings(path: Path, phases: dict[str, float]) -> None:
             phases[f"kernel start {stem}"] = round(record["kernel_start"], 3)
         cells = [c for c in record.get("cells", []) if isinstance(c, (int, float))]
         phases[f"cells {stem}"] = round(sum(cells), 3)
-        if os.environ.get("COURSE_LAB_CELL_TIMINGS"):  # benchmarks: every cell's seconds
-            phases.update({f"cell {stem} {i}": c for i, c in enumerate(cells) if c >= 0.2})
 
 
 def _nbgrader_refusal(log: str) -> str:
