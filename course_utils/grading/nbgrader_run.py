@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.checks:
         return _launch(nbgrader_args)
     from .checker import CheckServer  # imports torch: only where there are checks to run
+    from .zygote import CONTROL_ENV, Zygote
 
     spec = SandboxSpec(**json.loads(Path(os.environ[SPEC_ENV]).read_text()))
     expected = json.loads(Path(args.checks).read_text())
@@ -81,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     server = CheckServer(spec.checker_socket, expected, timeout=args.timeout).start()
     timings: list[dict] = []
     _follow_cells(server, timings)
+    # the student's kernels are forks of one pre-imported process in the student's sandbox
+    zygote = Zygote(spec)
+    try:
+        zygote.start()
+        os.environ[CONTROL_ENV] = zygote.control
+    except OSError as err:  # then every kernel starts cold, in its own bubblewrap
+        print(f"[course-lab] no zygote for this student ({err}); kernels start cold", file=sys.stderr)
     try:
         code = _launch(nbgrader_args)
     finally:
+        zygote.stop()
         server.close()
         Path(args.verdicts).write_text(json.dumps(server.results()))
         if args.timings:

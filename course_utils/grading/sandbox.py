@@ -17,6 +17,10 @@ replaces itself with bubblewrap running ipykernel:
 - no network but its own loopback; a cleared environment;
 - limits: address space (memory), file size, core dumps off, number of processes.
 
+While a student is graded, the launcher asks that student's zygote (`zygote.py`: one
+process in this same sandbox with the heavy libraries imported) for a fork with namespaces of
+its own instead, and execs bubblewrap itself only when there is no zygote to ask.
+
 Kernel and grader talk over IPC sockets in the student's IPC folder: a new network namespace
 cannot reach the grader's loopback. With `--no-sandbox` the same launcher starts the kernel
 without bubblewrap (limits and checker still apply, isolation does not).
@@ -184,6 +188,13 @@ def _processes_of(uid: int) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The kernelspec's launcher: limits, then exec bubblewrap (or the bare kernel)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    control = os.environ.get("COURSE_LAB_ZYGOTE")
+    if control:  # a fork of the student's zygote (zygote.py), if it is there to ask
+        from .zygote import launch
+
+        code = launch(control, argv)
+        if code is not None:
+            sys.exit(code)
     spec = SandboxSpec(**json.loads(Path(os.environ[SPEC_ENV]).read_text()))
     kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
     if spec.isolate:

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import compileall
 import importlib
 import inspect
 import json
@@ -77,6 +78,8 @@ def build_site(course_root: Path, site: Path) -> Path:
                        if n.startswith("check_") and inspect.isfunction(f) and f.__module__ == module.__name__)
         lines = "\n".join(f'{n} = remote_check("{module_path.stem}.{n}")' for n in names)
         (stubs / module_path.name).write_text(STUB.format(lines=lines))
+    # compiled once here: the sandbox's copy is read-only, so a kernel could never cache it
+    compileall.compile_dir(str(target), quiet=1)
     return site
 
 

@@ -1,0 +1,413 @@
+"""Graded kernels forked from one pre-imported process per student (a zygote), not started cold.
+
+A graded notebook's first seconds went to importing torch, torchvision, scikit-learn and
+matplotlib, in each of a student's 8 kernels. Here one process per student, inside that
+student's bubblewrap sandbox (`sandbox.py`, same limits and mounts), imports them once and
+never runs student code; each kernel is a fork of it. What `bwrap` gave every kernel, each
+fork builds for itself before any student code runs:
+
+    zygote (the student's sandbox, not dumpable)
+      '- A: new user, mount, PID, network, IPC and UTS namespaces; waits for B
+           '- B: PID 1 of the new PID namespace: fresh /tmp, home and /dev/shm, drops every
+                 capability, reaps; when the kernel exits B exits, and the kernel's
+                 namespace (every process the notebook started) dies with it
+                 '- C: the ipykernel, as the kernelspec would have started it
+
+The zygote forks one kernel at a time and, before the next, waits until the previous kernel's
+namespace is gone (B's exit waits for every process in it): nothing of notebook 1 is alive
+when notebook 2 starts. A kernel cannot reach the zygote: it is in another PID namespace
+(no signals), the zygote and A are not dumpable and the kernel has no capabilities (no
+ptrace, no /proc/PID/mem), and the control socket is not in its file system (the grader made
+it outside the sandbox and passed the zygote its descriptor). /proc inside is the student
+sandbox's (a nested user namespace may not mount a new one over bubblewrap's): `os.getpid()`
+is 1, and other PIDs listed there are the zygote's, out of reach.
+
+The kernelspec's launcher (`sandbox.main`, outside, as the TA) asks the zygote for a kernel
+over the control socket (`$COURSE_LAB_ZYGOTE`): it sends the connection file and its stdout
+and stderr, and lives exactly as long as the kernel, so jupyter_client's handle on it works
+as before; killing the launcher kills the kernel. If the zygote is gone, the launcher starts
+the kernel in its own bubblewrap as before.
+
+Only libraries that do not look at the running kernel when imported are preloaded (not
+tqdm.auto, which picks its notebook or console bar at import, nor ipywidgets, which registers
+with the kernel at import); `course_utils` itself imports in the kernel (milliseconds).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import sandbox
+
+CONTROL_ENV = "COURSE_LAB_ZYGOTE"  # the launcher's side: the control socket's path
+PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.data", "torchvision",
+           "torchvision.transforms.v2", "PIL.Image", "matplotlib", "matplotlib.pyplot", "sklearn.datasets",
+           "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp")
+MAX_REQUEST = 1 << 20
+_SCRATCH_BYTES = 512 * 2**20  # each fork's /tmp, home and /dev/shm (the spec's scratch_mb)
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ZygoteError(OSError):
+    """A system call a fork needs failed: the kernel does not start (the launcher says so)."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise ZygoteError(err, f"{what}: {os.strerror(err)}")
+
+
+# ---- the grader's side ----------------------------------------------------------------
+
+class Zygote:
+    """One student's zygote: `start` it before nbgrader runs, `stop` it after.
+
+    `control` is the socket path to give the launchers (`CONTROL_ENV`); it lies in a private
+    folder of the grader's, never mounted into a sandbox."""
+
+    def __init__(self, spec, bwrap: str | None = None) -> None:
+        self.spec, self.bwrap = spec, bwrap
+        self.folder = Path(tempfile.mkdtemp(prefix="clz-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        self.control = str(self.folder / "control.sock")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Zygote":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.control)
+            listener.listen(8)
+            fd = listener.fileno()
+            command = [sys.executable, "-m", "course_utils.grading.zygote", "--fd", str(fd),
+                       "--scratch-mb", str(self.spec.scratch_mb)]
+            env = None
+            if self.spec.isolate:
+                command = sandbox.sandbox_command(self.spec, [*command, "--isolated"],
+                                                  self.bwrap or sandbox.require_bubblewrap())
+            else:
+                env = sandbox._environment(self.spec)
+                Path(env["HOME"], "data").mkdir(parents=True, exist_ok=True)
+
+            def limits() -> None:
+                sandbox._limit(self.spec)
+                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote never outlives its grader
+
+            self.process = subprocess.Popen(command, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                            cwd=None if self.spec.isolate else env["HOME"], preexec_fn=limits)
+        finally:
+            # only the zygote holds the listening socket now: if it dies, launchers are refused at
+            # once (and fall back to a kernel of their own) instead of waiting forever
+            listener.close()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # bubblewrap's PID 1: the whole sandbox goes with it
+            self.process.wait()
+        try:
+            os.unlink(self.control)
+            self.folder.rmdir()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "Zygote":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def launch(control: str, argv: list[str]) -> int | None:
+    """The launcher's part: ask the zygote at `control` for a kernel with ipykernel's `argv`
+    (`-f CONNECTION_FILE`), then wait until it exits. Its exit status, or None when there is no
+    zygote to ask (the caller starts the kernel itself)."""
+    connection = argv[argv.index("-f") + 1] if "-f" in argv else None
+    if connection is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(control)
+    except OSError:
+        sock.close()
+        return None
+    request = json.dumps({"connection": Path(connection).read_text(), "name": Path(connection).name}).encode()
+    message = struct.pack("!I", len(request)) + request
+    with sock:
+        sent = socket.send_fds(sock, [message], [1, 2])  # the kernel's stdout and stderr are the launcher's
+        sock.sendall(message[sent:])
+        # the socket stays open while the kernel lives: closing it (this process killed) kills the kernel
+        reply = b""
+        while chunk := sock.recv(64):
+            reply += chunk
+    try:
+        return int(reply.decode().strip())
+    except ValueError:
+        return 1  # the zygote went away with the kernel
+
+
+# ---- the zygote's side ------------------------------------------------------------------
+
+def preload() -> list[str]:
+    """Import `PRELOAD`; the modules that failed (they fail again, with their message, in the kernel)."""
+    failed = []
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library missing or broken: the kernel will say so
+            failed.append(name)
+    return failed
+
+
+def serve(listen_fd: int, *, isolate: bool, scratch_mb: int) -> None:
+    """The zygote's loop: one kernel at a time, for as long as its grader lives."""
+    global _SCRATCH_BYTES
+    _SCRATCH_BYTES = scratch_mb * 2**20
+    preload()
+    _libc.prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem from anything in the sandbox
+    listener = socket.socket(fileno=listen_fd)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                _one_kernel(conn, listener, isolate)
+            except Exception as err:  # one failed kernel must not end the student's other notebooks
+                print(f"[zygote] {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
+
+def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    """A 4-byte length, then that many bytes of JSON; the launcher's stdout and stderr come with
+    the first bytes."""
+    data, fds = b"", []
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
+        chunk, new_fds, _, _ = socket.recv_fds(conn, 65536, 4)
+        fds += new_fds
+        if not chunk:
+            raise ConnectionError("the launcher left before sending its request")
+        data += chunk
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too large")
+    return json.loads(data[4:]), fds
+
+
+def _one_kernel(conn: socket.socket, listener: socket.socket, isolate: bool) -> None:
+    request, fds = _read_request(conn)
+    report_r, report_w = os.pipe()  # A tells the zygote B's PID (B is the one to kill)
+    pid = os.fork()
+    if pid == 0:  # A
+        code = 1
+        try:
+            listener.close()
+            conn.close()
+            os.close(report_r)
+            code = _namespaces(request, fds, report_w) if isolate else _plain(request, fds, report_w)
+        except BaseException as err:
+            print(f"[zygote] kernel not started: {err}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    for fd in fds:
+        os.close(fd)
+    with os.fdopen(report_r, "rb") as report:
+        killable = report.read(32)  # B's PID (or the process group's), written before the kernel runs
+    target = int(killable) if killable.strip() else None
+    with selectors.DefaultSelector() as sel:
+        pidfd = os.pidfd_open(pid)
+        sel.register(conn, selectors.EVENT_READ)
+        sel.register(pidfd, selectors.EVENT_READ)
+        try:
+            events = {key.fileobj for key, _ in sel.select()}
+        finally:
+            os.close(pidfd)
+    if conn in events and target is not None:  # the launcher went away: so does the kernel
+        try:
+            os.kill(target, signal.SIGKILL) if isolate else os.killpg(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status = os.waitpid(pid, 0)  # A returns only once B's namespace is empty
+    try:
+        conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+    except OSError:
+        pass
+
+
+def _namespaces(request: dict, fds: list[int], report_w: int) -> int:
+    """A: new namespaces, then B (PID 1 there); returns B's exit status once the namespace is gone."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL), "prctl(PDEATHSIG)")
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
+           "unshare")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    b = os.fork()
+    if b == 0:
+        code = 1
+        try:
+            os.close(report_w)
+            code = _init(request, fds)
+        except BaseException as err:
+            print(f"[zygote] kernel not started: {err}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    os.write(report_w, str(b).encode())
+    os.close(report_w)
+    _, status = os.waitpid(b, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _init(request: dict, fds: list[int]) -> int:
+    """B: the namespace's PID 1. Fresh scratch space, no capabilities, then the kernel (C)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL), "prctl(PDEATHSIG)")
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    for target in ("/tmp", sandbox.HOME_IN_SANDBOX, "/dev/shm"):
+        if os.path.isdir(target):
+            _fresh_tmpfs(target, 0o755 if target == sandbox.HOME_IN_SANDBOX else 0o1777)
+    _drop_capabilities()
+    c = os.fork()
+    if c == 0:
+        _kernel(request, fds)  # never returns
+    for fd in fds:
+        os.close(fd)
+    while True:  # reap whatever the notebook leaves; the kernel's status is the namespace's
+        pid, status = os.waitpid(-1, 0)
+        if pid == c:
+            return os.waitstatus_to_exitcode(status)
+
+
+def _mount_points() -> list[str]:
+    """This mount namespace's mount points (from /proc/self/mountinfo, octal escapes decoded)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        field = line.split()[4]
+        points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field))
+    return points
+
+
+def _fresh_tmpfs(target: str, mode: int) -> None:
+    """An empty tmpfs of the scratch size over `target`; what bubblewrap mounted below it (the
+    IPC folder, a venv under /tmp) is bound again at its place, as it was (read-only stays so)."""
+    below = sorted({p for p in _mount_points() if p.startswith(target.rstrip("/") + "/")}, key=len)
+    top = [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
+    held = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in top]  # reachable after the tmpfs hides them
+    options = f"size={_SCRATCH_BYTES},mode={mode:o}".encode()
+    _check(_libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), f"mount {target}")
+    for path, fd in held:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Path(path).touch()
+        _check(_libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
+               f"bind {path}")
+        os.close(fd)
+
+
+def _drop_capabilities() -> None:
+    """No capability left, none to regain (bounding and ambient sets cleared; bubblewrap
+    already set no_new_privs)."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text()) if os.path.exists(
+        "/proc/sys/kernel/cap_last_cap") else 63
+    for cap in range(last + 1):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    _check(_libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)()), "capset")
+
+
+def _plain(request: dict, fds: list[int], report_w: int) -> int:
+    """`--no-sandbox`: the kernel in a session of its own (killed as a process group)."""
+    os.setsid()
+    c = os.fork()
+    if c == 0:
+        os.close(report_w)
+        _kernel(request, fds)
+    for fd in fds:
+        os.close(fd)
+    os.write(report_w, str(c).encode())
+    os.close(report_w)
+    _, status = os.waitpid(c, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _kernel(request: dict, fds: list[int]) -> None:
+    """C: become the kernel the kernelspec would have started."""
+    code = 1
+    try:
+        _libc.prctl(PR_SET_DUMPABLE, 1)  # its own /proc files, as any process's
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        for target, fd in zip((1, 2), fds):
+            os.dup2(fd, target)
+        for fd in {devnull, *fds}:
+            os.close(fd)
+        home = os.environ.get("HOME", "/tmp")
+        os.makedirs(home, exist_ok=True)
+        os.chdir(home)
+        connection = Path(tempfile.gettempdir()) / os.path.basename(str(request.get("name", "kernel.json")))
+        with open(os.open(connection, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(str(request["connection"]))
+        _fresh_randomness()
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance(argv=["-f", str(connection)])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 0
+    except BaseException as err:
+        # sys.stderr may be the kernel's by now: the launcher's stderr is the real one
+        print(f"[zygote] the kernel failed: {type(err).__name__}: {err}", file=sys.__stderr__, flush=True)
+    finally:
+        os._exit(code)
+
+
+def _fresh_randomness() -> None:
+    """A fork shares its parent's random state; a kernel started cold would not."""
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a student's zygote (started by Zygote.start)")
+    parser.add_argument("--fd", type=int, required=True, help="the listening control socket")
+    parser.add_argument("--scratch-mb", type=int, default=512)
+    parser.add_argument("--isolated", action="store_true", help="inside bubblewrap: a namespace per kernel")
+    args = parser.parse_args(argv)
+    serve(args.fd, isolate=args.isolated, scratch_mb=args.scratch_mb)
+
+
+if __name__ == "__main__":
+    main()

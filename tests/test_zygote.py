@@ -1,0 +1,198 @@
+"""Graded kernels forked from the student's zygote: each as isolated as a kernel of its own
+(needs bubblewrap). The whole-lab autograde in test_grading.py runs through the zygote too."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_client import KernelManager
+
+from course_utils.grading import sandbox, template, zygote
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.grading
+MARK = "876.25"  # a sleeper's argument, to find it in /proc
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """One student's sandbox spec, kernelspec and running zygote, as nbgrader_run sets them up."""
+    if sandbox.bwrap_executable() is None:
+        pytest.fail("bubblewrap is not installed: " + sandbox.INSTALL_HINT)
+    sandbox.require_bubblewrap()
+    base = tmp_path_factory.mktemp("zygote")
+    ipc = Path(tempfile.mkdtemp(prefix="clt-", dir="/tmp"))  # short: Unix socket paths are limited
+    template.build_site(ROOT, base / "site")
+    sandbox.write_etc(base / "etc")
+    sandbox.install_kernelspec(base / "jupyter")
+    spec = sandbox.SandboxSpec(str(ipc), str(base / "site"), str(base / "etc"), memory_limit_gb=6, scratch_mb=64)
+    spec.write(base / "sandbox.json")
+    env = {"JUPYTER_PATH": str(base / "jupyter"), "JUPYTER_RUNTIME_DIR": str(ipc),
+           sandbox.SPEC_ENV: str(base / "sandbox.json")}
+    saved = {k: os.environ.get(k) for k in [*env, zygote.CONTROL_ENV]}
+    os.environ.update(env)
+    z = zygote.Zygote(spec).start()
+    os.environ[zygote.CONTROL_ENV] = z.control
+    try:
+        yield {"spec": spec, "zygote": z, "ipc": ipc}
+    finally:
+        z.stop()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        shutil.rmtree(ipc, ignore_errors=True)
+
+
+class Kernel:
+    """A graded kernel started as nbgrader starts it (the sandboxed kernelspec, IPC transport)."""
+
+    def __init__(self, ipc: Path):
+        self.km = KernelManager(kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=str(ipc / "kernel"))
+        self.km.start_kernel()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=120)
+
+    def run(self, code: str) -> dict:
+        """Run `code`, which prints one JSON object; that object."""
+        out = []
+        reply = self.kc.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(
+            m["content"].get("text", "") if m["msg_type"] == "stream" else ""))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return json.loads("".join(out).strip().splitlines()[-1])
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)  # as nbgrader does: the launcher is killed
+
+
+def sleepers() -> list[str]:
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+PROBE = """
+import json, os, sys, subprocess
+def opens(path):
+    try:
+        open(path, "rb").read(1); return True
+    except OSError:
+        return False
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+print(json.dumps({{
+    "uid": os.getuid(), "pid": os.getpid(), "cap": status["CapEff"].strip(), "bounding": status["CapBnd"].strip(),
+    "tmp": sorted(os.listdir("/tmp")), "home": sorted(os.listdir(os.path.expanduser("~"))),
+    "ipc": os.path.isdir({ipc!r}), "control": os.path.exists({control!r}),
+    "foreign_memory": [p for p in pids if opens(f"/proc/{{p}}/mem") and not os.path.samefile(f"/proc/{{p}}", "/proc/self")],
+    "preloaded": [m for m in ("torch", "torchvision", "sklearn", "matplotlib") if m in sys.modules],
+    "kernel_aware": [m for m in ("tqdm.auto", "tqdm.autonotebook", "ipywidgets") if m in sys.modules],
+}}))
+"""
+
+
+def test_each_kernel_is_a_fresh_unprivileged_fork(student):
+    probe = PROBE.format(ipc=str(student["ipc"]), control=student["zygote"].control)
+    first = Kernel(student["ipc"])
+    try:
+        got = first.run(probe)
+        first.run("import json, subprocess\n"
+                  f"subprocess.Popen(['sleep', '{MARK}'], start_new_session=True)\n"
+                  "open('/tmp/left-by-01', 'w').write('x'); open('/home/student/left-by-01', 'w').write('x')\n"
+                  "print(json.dumps({}))")
+        assert sleepers(), "the kernel could not start a process"
+    finally:
+        first.close()
+    assert got["uid"] == 65534 and got["cap"] == got["bounding"] == "0000000000000000"
+    assert got["pid"] <= 3  # its own PID namespace
+    assert got["ipc"] and not got["control"], "the IPC folder must be there, the zygote's control socket not"
+    assert got["foreign_memory"] == [], "a kernel could read another process's memory"
+    assert got["preloaded"] == ["torch", "torchvision", "sklearn", "matplotlib"]
+    assert got["kernel_aware"] == [], "modules that look at the kernel when imported must import in the kernel"
+
+    second = Kernel(student["ipc"])
+    try:
+        assert not sleepers(), "a process of the previous notebook outlived its kernel"
+        got2 = second.run(probe)
+    finally:
+        second.close()
+    assert "left-by-01" not in got2["tmp"] and "left-by-01" not in got2["home"]
+
+
+def test_killing_the_launcher_kills_the_kernel_and_what_it_started(student):
+    kernel = Kernel(student["ipc"])
+    kernel.run("import json, subprocess\n"
+               f"subprocess.Popen(['sleep', '{MARK}'], start_new_session=True)\nprint(json.dumps({{}}))")
+    assert sleepers()
+    os.kill(kernel.km.provisioner.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while sleepers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sleepers()
+    kernel.kc.stop_channels()
+    kernel.km.cleanup_resources()
+
+
+def test_scratch_space_of_a_fork_is_limited(student):
+    kernel = Kernel(student["ipc"])
+    try:
+        got = kernel.run("import json\n"
+                         "def fill(path):\n"
+                         "    try:\n"
+                         "        with open(path, 'wb') as f:\n"
+                         "            for _ in range(200):\n"
+                         "                f.write(b'x' * 2**20)\n"
+                         "        return 'filled'\n"
+                         "    except OSError as err:\n"
+                         "        return type(err).__name__\n"
+                         "print(json.dumps({'tmp': fill('/tmp/big'), 'home': fill('/home/student/big')}))")
+    finally:
+        kernel.close()
+    assert got == {"tmp": "OSError", "home": "OSError"}  # 200 MB into a 64 MB tmpfs
+
+
+def test_without_a_zygote_the_launcher_starts_its_own_sandbox(student, tmp_path):
+    gone = str(tmp_path / "no-such-zygote.sock")
+    assert zygote.launch(gone, ["-f", str(tmp_path / "kernel.json")]) is None
+    os.environ[zygote.CONTROL_ENV] = gone
+    try:
+        kernel = Kernel(student["ipc"])
+        try:
+            got = kernel.run("import json, os, sys\nprint(json.dumps({'uid': os.getuid(), "
+                             "'torch': 'torch' in sys.modules}))")
+        finally:
+            kernel.close()
+    finally:
+        os.environ[zygote.CONTROL_ENV] = student["zygote"].control
+    assert got == {"uid": 65534, "torch": False}  # a cold kernel in bubblewrap, as before the zygote
+
+
+def test_the_zygote_dies_with_its_grader(student, tmp_path):
+    code = ("import os, sys, time; from course_utils.grading import sandbox, zygote; "
+            "spec = sandbox.SandboxSpec(**__import__('json').loads(open(sys.argv[1]).read())); "
+            "z = zygote.Zygote(spec).start(); print(z.process.pid, flush=True); time.sleep(600)")
+    spec_file = student["spec"].write(tmp_path / "spec.json")
+    grader = subprocess.Popen([sys.executable, "-c", code, str(spec_file)], stdout=subprocess.PIPE, text=True)
+    bwrap_pid = int(grader.stdout.readline())
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{bwrap_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            os.waitpid(bwrap_pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    state = Path(f"/proc/{bwrap_pid}/stat").read_text().split()[2] if Path(f"/proc/{bwrap_pid}").exists() else "gone"
+    assert state in ("gone", "Z"), state
