@@ -122,25 +122,36 @@ def cluster(args) -> int:
 
 OLD_RUN = """
 import json, sys, time
+from pathlib import Path
+sys.path.insert(0, "tests")
+import nbformat
+from grading_fixtures import release_names, solved
 from course_utils.grading.autograde import autograde
+submissions = Path(sys.argv[1])
+for i in range(int(sys.argv[4])):  # this revision's own lab, every answer right
+    target = submissions / f"s{i + 1:03d}" / "lab4"
+    target.mkdir(parents=True)
+    for name in release_names():
+        nbformat.write(nbformat.from_dict(solved(name)), target / name)
 start = time.perf_counter()
-results = autograde(sys.argv[1], sys.argv[2], course_root=".", workers=1, timeout=int(sys.argv[3]), progress=False)
+results = autograde(submissions, sys.argv[2], course_root=".", workers=1, timeout=int(sys.argv[3]), progress=False)
 print(json.dumps({"wall": time.perf_counter() - start, "students": len(results),
                   "full_marks": sum(1 for r in results if not r.lost and not r.problems),
                   "per_student": [r.seconds for r in results]}))
 """
 
 
-def run_revision(rev: str, submissions: Path, out: Path, timeout: int, tmp: Path) -> dict:
-    """Grade with the grading code of git revision `rev` (its course_utils, solutions, config)."""
+def run_revision(rev: str, students: int, out: Path, timeout: int, tmp: Path) -> dict:
+    """Grade `students` submissions of revision `rev`'s own lab (its release and solutions) with
+    its grading code (its course_utils, config and test fixtures)."""
     old = tmp / f"rev-{rev}"
     old.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "course_utils", "solutions", "nbgrader_config.py"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "course_utils", "solutions", "labs", "tests",
+                              "nbgrader_config.py"], check=True, capture_output=True).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(old)
-    proc = subprocess.run([sys.executable, "-c", OLD_RUN, str(submissions), str(out), str(timeout)], cwd=old,
-                          env={**__import__("os").environ, "PYTHONPATH": str(old)}, capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run([sys.executable, "-c", OLD_RUN, str(tmp / f"submissions-{rev}"), str(out), str(timeout),
+                           str(students)], cwd=old, env={**__import__("os").environ, "PYTHONPATH": str(old)},
+                          capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"workers": 1, "wall": data["wall"], "students": data["students"], "full_marks": data["full_marks"],
             "median_student": statistics.median(data["per_student"]), "max_student": max(data["per_student"]),
@@ -151,10 +162,11 @@ def compare(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
-        before = run_revision(args.against, subs, tmp / "out-before", args.timeout, tmp)
+        before = run_revision(args.against, args.students, tmp / "out-before", args.timeout, tmp)
         after = run(subs, tmp / "out-after", 1, args.timeout) | {"label": "working tree"}
         before.setdefault("phases", {})
-    print(f"{args.students} submissions of the whole lab, one worker, the same folder graded by both\n")
+    print(f"{args.students} submissions of the whole lab, one worker, each revision grading its own lab's "
+          "solutions\n")
     print("| grading code | wall (s) | s per submission | one student, median / max (s) | full marks | ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in (before, after):
