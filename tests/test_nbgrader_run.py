@@ -48,3 +48,36 @@ def test_timings_are_added_per_notebook(tmp_path):
     assert phases == {"kernel start 00_getting_started": 0.61, "cells 00_getting_started": 2.5, "cells 01_x": 0.0}
     _add_timings(tmp_path / "missing.json", phases)  # nothing written (nbgrader failed early): nothing added
     assert len(phases) == 3
+
+
+def test_the_grading_kernel_client_shakes_hands_without_the_idle_drain(tmp_path):
+    """GradingKernelClient: kernel_info answered and IOPub connected, then ready; cells run."""
+    import asyncio
+
+    from jupyter_client import AsyncKernelManager
+
+    from course_utils.grading.autograde import _kernel_options
+    from course_utils.grading.kernel_client import GradingKernelClient
+
+    assert "--KernelManager.client_class=course_utils.grading.kernel_client.GradingKernelClient" in \
+        _kernel_options(tmp_path, 30)
+
+    async def run() -> str:
+        km = AsyncKernelManager(kernel_name="python3",
+                                client_class="course_utils.grading.kernel_client.GradingKernelClient")
+        await km.start_kernel()
+        kc = km.client()
+        assert isinstance(kc, GradingKernelClient)
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            out = []
+            reply = await kc.execute_interactive("print(6 * 7)", timeout=30,
+                                                 output_hook=lambda m: out.append(m["content"].get("text", "")))
+            assert reply["content"]["status"] == "ok"
+            return "".join(out)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    assert asyncio.run(run()).strip() == "42"

@@ -209,3 +209,68 @@ def test_the_zygote_dies_with_its_grader(student, tmp_path):
         assert not sandboxed(), "the zygote's sandbox outlived its grader"
     finally:
         shutil.rmtree(ipc, ignore_errors=True)
+
+
+def test_a_workers_zygote_shows_each_kernel_only_its_own_students_folder(student, tmp_path, monkeypatch):
+    """A grading worker keeps one zygote for student after student: its sandbox holds the
+    folder of every student's IPC folder, and each kernel sees only its own student's."""
+    root = Path(tempfile.mkdtemp(prefix="clw-", dir="/tmp"))
+    spec = sandbox.SandboxSpec(**{**vars(student["spec"]), "ipc_dir": str(root)})
+    folders = {name: root / name for name in ("s-ada", "s-bob")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        (folder / f"{name}.txt").write_text(name)
+    shared = zygote.Zygote(spec).start()
+    try:
+        monkeypatch.setenv(zygote.CONTROL_ENV, shared.control)
+        seen = {}
+        for name, folder in folders.items():
+            student_spec = sandbox.SandboxSpec(**{**vars(spec), "ipc_dir": str(folder)})
+            monkeypatch.setenv(sandbox.SPEC_ENV, str(student_spec.write(tmp_path / f"{name}.json")))
+            monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(folder))
+            kernel = Kernel(folder)
+            try:
+                seen[name] = kernel.run(f"import json, os\nprint(json.dumps({{'root': sorted(os.listdir({str(root)!r})), "
+                                        f"'own': sorted(os.listdir({str(folder)!r})), "
+                                        "'checker': os.environ['COURSE_CHECKER_SOCKET']}))")
+            finally:
+                kernel.close()
+        for name, folder in folders.items():
+            assert seen[name]["root"] == [name], seen[name]  # the other student's folder is not there
+            assert f"{name}.txt" in seen[name]["own"]
+            assert seen[name]["checker"] == str(folder / sandbox.CHECKER_SOCKET)
+        # a request for a folder outside the zygote's is refused: no kernel
+        elsewhere = Path(tempfile.mkdtemp(prefix="clx-", dir="/tmp"))
+        connection = elsewhere / "kernel.json"
+        connection.write_text("{}")
+        monkeypatch.setenv(sandbox.SPEC_ENV, str(sandbox.SandboxSpec(**{**vars(spec), "ipc_dir": str(elsewhere)})
+                                                 .write(tmp_path / "elsewhere.json")))
+        assert zygote.launch(shared.control, ["-f", str(connection)]) == 1
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    finally:
+        shared.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_without_the_sandbox_a_kernel_still_ends_with_what_it_started(student, tmp_path, monkeypatch):
+    """--no-sandbox: no namespaces, but the kernel's process group ends with it, and the next
+    kernel starts (the zygote serves one kernel at a time)."""
+    spec = sandbox.SandboxSpec(**{**vars(student["spec"]), "isolate": False})
+    monkeypatch.setenv(sandbox.SPEC_ENV, str(spec.write(tmp_path / "plain.json")))
+    plain = zygote.Zygote(spec).start()
+    try:
+        monkeypatch.setenv(zygote.CONTROL_ENV, plain.control)
+        for _ in range(2):
+            kernel = Kernel(student["ipc"])
+            try:
+                kernel.run("import json, subprocess\n"
+                           f"subprocess.Popen(['sleep', '{MARK}'])\nprint(json.dumps({{}}))")
+                assert sleepers()
+            finally:
+                kernel.close()
+            deadline = time.monotonic() + 30
+            while sleepers() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not sleepers(), "a process of an unsandboxed kernel outlived it"
+    finally:
+        plain.stop()

@@ -19,12 +19,14 @@ notebook, and only the notebook that killed its kernel scores 0.
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import csv
 import dataclasses
 import hashlib
 import html
 import json
+import multiprocessing.util
 import os
 import resource
 import shutil
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import flags, sandbox, scores, template as course_template
+from . import flags, forked, sandbox, scores, template as course_template, zygote
 from .submissions import Submission, read_submissions
 
 ASSIGNMENT = "lab4"
@@ -115,10 +117,14 @@ def _nbgrader(course: Path, args: list[str], *, timeout: float, memory_limit_gb:
               timings: Path | None = None) -> tuple[int, str]:
     """Run one nbgrader command in `course` (with the student's checker when `checks` is given);
     kill its whole process group on timeout (the sandbox dies with it)."""
-    cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run"]
+    argv = []
     if checks is not None:
-        cmd += ["--checks", str(checks), "--verdicts", str(verdicts), *(["--timings", str(timings)] if timings else [])]
-    cmd += ["--", *args, "--log-level=INFO"]
+        argv += ["--checks", str(checks), "--verdicts", str(verdicts), *(["--timings", str(timings)] if timings else [])]
+    argv += ["--", *args, "--log-level=INFO"]
+    if forked.usable():  # a fork of this worker, with nbgrader and the checker already imported
+        return forked.run(argv, cwd=str(course), env=env or _env(course), timeout=timeout,
+                          memory_limit_gb=memory_limit_gb)
+    cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run", *argv]
     proc = subprocess.Popen(cmd, cwd=course, env=env or _env(course), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_limit_memory(memory_limit_gb))
@@ -178,7 +184,8 @@ def _kernel_options(ipc_dir: Path, timeout: int) -> list[str]:
     # shut down and waiting (nbclient's "graceful" default costs seconds per notebook)
     return ["--force", f"--ExecutePreprocessor.timeout={timeout}", "--ExecutePreprocessor.shutdown_kernel=immediate",
             f"--ExecutePreprocessor.kernel_name={sandbox.KERNEL_NAME}",
-            "--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}"]
+            "--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}",
+            "--KernelManager.client_class=course_utils.grading.kernel_client.GradingKernelClient"]
 
 
 def grade_student(job: GradingJob) -> StudentResult:
@@ -197,11 +204,15 @@ def grade_student(job: GradingJob) -> StudentResult:
     course = Path(job.work_dir) / sid
     shutil.rmtree(course, ignore_errors=True)
     shutil.copytree(template, course, ignore=shutil.ignore_patterns("release", "site", "jupyter", "etc"))
+    shared = _worker_zygote(job)
     # short: Unix socket paths are limited to about 100 bytes
-    ipc_dir = Path(tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    ipc_dir = Path(tempfile.mkdtemp(prefix="s-", dir=shared.spec.ipc_dir) if shared else
+                   tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None))
     sandbox.SandboxSpec(str(ipc_dir), str(template / "site"), str(template / "etc"),
                         memory_limit_gb=job.memory_limit_gb, isolate=job.isolate).write(course / "sandbox.json")
     env = _env(course, template, ipc_dir)
+    if shared:
+        env[zygote.CONTROL_ENV] = shared.control
     submitted = course / "submitted" / sid / ASSIGNMENT
     submitted.mkdir(parents=True)
     for name, text in job.notebooks.items():
@@ -281,6 +292,44 @@ def grade_student(job: GradingJob) -> StudentResult:
         lap("cleanup")
     return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest,
                          {k: v for k, v in phases.items() if v > 0})
+
+
+_SHARED_ZYGOTE: dict = {}
+
+
+def _worker_zygote(job: GradingJob) -> "zygote.Zygote | None":
+    """This local worker's zygote, started with its first student and kept for the next ones
+    (imports once per worker, not per student). Each of its kernels sees only its own
+    student's IPC folder (`zygote.py`). None where the worker cannot fork safely (a Dask
+    worker's threads): nbgrader_run then starts one per student."""
+    if not forked.usable():
+        return None
+    key = (job.template, job.memory_limit_gb, job.isolate)
+    running = _SHARED_ZYGOTE.get("zygote")
+    if running is not None and _SHARED_ZYGOTE.get("key") == key and running.process.poll() is None:
+        return running
+    _stop_worker_zygote()
+    root = tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    spec = sandbox.SandboxSpec(root, str(Path(job.template) / "site"), str(Path(job.template) / "etc"),
+                               memory_limit_gb=job.memory_limit_gb, isolate=job.isolate)
+    try:
+        shared = zygote.Zygote(spec).start()
+    except OSError:
+        shutil.rmtree(root, ignore_errors=True)
+        return None
+    if not _SHARED_ZYGOTE:  # a pool worker leaves through multiprocessing's finalizers, not atexit
+        atexit.register(_stop_worker_zygote)
+        multiprocessing.util.Finalize(None, _stop_worker_zygote, exitpriority=10)
+    _SHARED_ZYGOTE.update(zygote=shared, key=key)
+    return shared
+
+
+def _stop_worker_zygote() -> None:
+    running = _SHARED_ZYGOTE.pop("zygote", None)
+    _SHARED_ZYGOTE.pop("key", None)
+    if running is not None:
+        running.stop()
+        shutil.rmtree(running.spec.ipc_dir, ignore_errors=True)
 
 
 def _add_timings(path: Path, phases: dict[str, float]) -> None:

@@ -5,20 +5,16 @@ runs `nbgrader ARGS` in this process (outside the sandbox: nbgrader never runs s
 it only talks to the sandboxed kernel) and, in a thread, the `CheckServer` that the kernel's
 hidden-check stubs connect to. nbgrader's cell loop tells the server which cell is running,
 so a check counts only inside its own test cell. The verdicts are written to OUT.json, a
-file the kernel cannot reach.
+file the kernel cannot reach. (Importing this package first keeps jsonschema's IRI parser out,
+see `course_utils/grading/__init__.py`.) A local grading worker runs `main` in a fork of itself
+(`forked.py`) rather than as this command.
 """
 from __future__ import annotations
-
-import sys
-
-# nbformat validates with jsonschema, whose optional IRI format checks come from rfc3987_syntax;
-# importing that builds 38 lark parsers (about 3 s, in every grading process). Notebooks have
-# no IRI-formatted fields, so nbgrader never needs it: make its import fail, as if absent.
-sys.modules.setdefault("rfc3987_syntax", None)
 
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -82,17 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     server = CheckServer(spec.checker_socket, expected, timeout=args.timeout).start()
     timings: list[dict] = []
     _follow_cells(server, timings)
-    # the student's kernels are forks of one pre-imported process in the student's sandbox
-    zygote = Zygote(spec)
+    # the student's kernels are forks of one pre-imported process in a sandbox like theirs: the
+    # grading worker's (given in the environment), else one started here for this student
+    zygote = None if os.environ.get(CONTROL_ENV) else Zygote(spec)
     try:
-        zygote.start()
-        os.environ[CONTROL_ENV] = zygote.control
+        if zygote is not None:
+            zygote.start()
+            os.environ[CONTROL_ENV] = zygote.control
     except OSError as err:  # then every kernel starts cold, in its own bubblewrap
         print(f"[course-lab] no zygote for this student ({err}); kernels start cold", file=sys.stderr)
     try:
         code = _launch(nbgrader_args)
     finally:
-        zygote.stop()
+        if zygote is not None:
+            zygote.stop()
         server.close()
         Path(args.verdicts).write_text(json.dumps(server.results()))
         if args.timings:

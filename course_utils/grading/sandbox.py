@@ -39,6 +39,7 @@ from pathlib import Path
 KERNEL_NAME = "course-lab-sandbox"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (graded, sandboxed)", "language": "python"}
 SPEC_ENV = "COURSE_LAB_SANDBOX"
+CHECKER_SOCKET = "checker.sock"  # in the student's IPC folder
 SITE_IN_SANDBOX = "/opt/lab4/python"  # where the kernel finds course_utils (no TA path in tracebacks)
 HOME_IN_SANDBOX = "/home/student"
 INSTALL_HINT = ("Grading runs every student's kernel in a bubblewrap sandbox. Install it with "
@@ -64,7 +65,7 @@ class SandboxSpec:
 
     @property
     def checker_socket(self) -> str:
-        return str(Path(self.ipc_dir) / "checker.sock")
+        return str(Path(self.ipc_dir) / CHECKER_SOCKET)
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(dataclasses.asdict(self)))

@@ -57,6 +57,9 @@ PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.dat
            "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp")
 MAX_REQUEST = 1 << 20
 _SCRATCH_BYTES = 512 * 2**20  # each fork's /tmp, home and /dev/shm (the spec's scratch_mb)
+# the folder bound into the zygote's sandbox: one student's IPC folder, or (a worker's zygote
+# that serves student after student) the folder holding each student's IPC folder in turn
+_IPC_ROOT = "/nonexistent"
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -99,7 +102,7 @@ class Zygote:
             listener.listen(8)
             fd = listener.fileno()
             command = [sys.executable, "-m", "course_utils.grading.zygote", "--fd", str(fd),
-                       "--scratch-mb", str(self.spec.scratch_mb)]
+                       "--scratch-mb", str(self.spec.scratch_mb), "--ipc-root", self.spec.ipc_dir]
             env = None
             if self.spec.isolate:
                 command = sandbox.sandbox_command(self.spec, [*command, "--isolated"],
@@ -150,7 +153,9 @@ def launch(control: str, argv: list[str]) -> int | None:
     except OSError:
         sock.close()
         return None
-    request = json.dumps({"connection": Path(connection).read_text(), "name": Path(connection).name}).encode()
+    spec = json.loads(Path(os.environ[sandbox.SPEC_ENV]).read_text())
+    request = json.dumps({"connection": Path(connection).read_text(), "name": Path(connection).name,
+                          "ipc_dir": spec["ipc_dir"]}).encode()
     message = struct.pack("!I", len(request)) + request
     with sock:
         sent = socket.send_fds(sock, [message], [1, 2])  # the kernel's stdout and stderr are the launcher's
@@ -178,10 +183,10 @@ def preload() -> list[str]:
     return failed
 
 
-def serve(listen_fd: int, *, isolate: bool, scratch_mb: int) -> None:
+def serve(listen_fd: int, *, isolate: bool, scratch_mb: int, ipc_root: str) -> None:
     """The zygote's loop: one kernel at a time, for as long as its grader lives."""
-    global _SCRATCH_BYTES
-    _SCRATCH_BYTES = scratch_mb * 2**20
+    global _SCRATCH_BYTES, _IPC_ROOT
+    _SCRATCH_BYTES, _IPC_ROOT = scratch_mb * 2**20, os.path.realpath(ipc_root)
     preload()
     _libc.prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem from anything in the sandbox
     listener = socket.socket(fileno=listen_fd)
@@ -211,6 +216,12 @@ def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 def _one_kernel(conn: socket.socket, listener: socket.socket, isolate: bool) -> None:
     request, fds = _read_request(conn)
+    ipc_dir = os.path.realpath(str(request.get("ipc_dir", "")))
+    if ipc_dir != _IPC_ROOT and os.path.dirname(ipc_dir) != _IPC_ROOT:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError(f"IPC folder {ipc_dir} is not {_IPC_ROOT} or in it")
+    request["ipc_dir"] = ipc_dir
     report_r, report_w = os.pipe()  # A tells the zygote B's PID (B is the one to kill)
     pid = os.fork()
     if pid == 0:  # A
@@ -228,7 +239,7 @@ def _one_kernel(conn: socket.socket, listener: socket.socket, isolate: bool) -> 
     for fd in fds:
         os.close(fd)
     with os.fdopen(report_r, "rb") as report:
-        killable = report.read(32)  # B's PID (or the process group's), written before the kernel runs
+        killable = report.read(32)  # B's PID (without a sandbox: A's process group), before the kernel runs
     target = int(killable) if killable.strip() else None
     with selectors.DefaultSelector() as sel:
         pidfd = os.pidfd_open(pid)
@@ -284,6 +295,8 @@ def _init(request: dict, fds: list[int]) -> int:
     for target in ("/tmp", sandbox.HOME_IN_SANDBOX, "/dev/shm"):
         if os.path.isdir(target):
             _fresh_tmpfs(target, 0o755 if target == sandbox.HOME_IN_SANDBOX else 0o1777)
+    if request["ipc_dir"] != _IPC_ROOT:  # a worker's zygote: of the IPC root, only this student's folder
+        _fresh_tmpfs(_IPC_ROOT, 0o700, keep=(request["ipc_dir"],))
     _drop_capabilities()
     c = os.fork()
     if c == 0:
@@ -305,10 +318,11 @@ def _mount_points() -> list[str]:
     return points
 
 
-def _fresh_tmpfs(target: str, mode: int) -> None:
+def _fresh_tmpfs(target: str, mode: int, keep: tuple[str, ...] = ()) -> None:
     """An empty tmpfs of the scratch size over `target`; what bubblewrap mounted below it (the
-    IPC folder, a venv under /tmp) is bound again at its place, as it was (read-only stays so)."""
-    below = sorted({p for p in _mount_points() if p.startswith(target.rstrip("/") + "/")}, key=len)
+    IPC folder, a venv under /tmp) and the folders in `keep` are bound again at their places,
+    as they were (read-only stays so)."""
+    below = sorted({p for p in [*_mount_points(), *keep] if p.startswith(target.rstrip("/") + "/")}, key=len)
     top = [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
     held = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in top]  # reachable after the tmpfs hides them
     options = f"size={_SCRATCH_BYTES},mode={mode:o}".encode()
@@ -344,14 +358,14 @@ def _drop_capabilities() -> None:
 
 def _plain(request: dict, fds: list[int], report_w: int) -> int:
     """`--no-sandbox`: the kernel in a session of its own (killed as a process group)."""
-    os.setsid()
+    os.setsid()  # A leads a new process group: the kernel and whatever it starts are killed as one
     c = os.fork()
     if c == 0:
         os.close(report_w)
         _kernel(request, fds)
     for fd in fds:
         os.close(fd)
-    os.write(report_w, str(c).encode())
+    os.write(report_w, str(os.getpid()).encode())
     os.close(report_w)
     _, status = os.waitpid(c, 0)
     return os.waitstatus_to_exitcode(status)
@@ -368,6 +382,7 @@ def _kernel(request: dict, fds: list[int]) -> None:
             os.dup2(fd, target)
         for fd in {devnull, *fds}:
             os.close(fd)
+        os.environ["COURSE_CHECKER_SOCKET"] = os.path.join(request["ipc_dir"], sandbox.CHECKER_SOCKET)
         home = os.environ.get("HOME", "/tmp")
         os.makedirs(home, exist_ok=True)
         os.chdir(home)
@@ -405,8 +420,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the listening control socket")
     parser.add_argument("--scratch-mb", type=int, default=512)
     parser.add_argument("--isolated", action="store_true", help="inside bubblewrap: a namespace per kernel")
+    parser.add_argument("--ipc-root", required=True, help="the IPC folder, or the folder of the students' IPC folders")
     args = parser.parse_args(argv)
-    serve(args.fd, isolate=args.isolated, scratch_mb=args.scratch_mb)
+    serve(args.fd, isolate=args.isolated, scratch_mb=args.scratch_mb, ipc_root=args.ipc_root)
 
 
 if __name__ == "__main__":
