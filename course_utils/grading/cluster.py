@@ -7,8 +7,8 @@ Workers share no file system with the TA's machine:
   unpacks it once into a temporary folder of its own and installs the sandbox's kernelspec
   for its own Python;
 - a task grades one student (`autograde.grade_student`, in the same bubblewrap sandbox as on
-  the TA's machine) and returns the result and the feedback pages as data; only the TA's
-  machine writes OUT;
+  the TA's machine, in a single-threaded grading process the worker keeps: `_in_helper`) and
+  returns the result and the feedback pages as data; only the TA's machine writes OUT;
 - a worker refuses to grade when its hidden checks or grading code differ from the TA's (a
   different course_utils installed there would grade differently).
 
@@ -36,6 +36,7 @@ from . import sandbox
 # its own Python (the kernelspec and the sandbox's /etc)
 NOT_SENT = ("release", "jupyter", "etc")
 _templates: dict[str, Path] = {}
+_helpers: dict = {}
 _lock = threading.Lock()
 
 
@@ -85,6 +86,50 @@ def worker_template(bundle: bytes, digest: str) -> Path:
         return root
 
 
+def _in_helper(function, job):
+    """`function(job)` in this Dask worker's grading process: one single-threaded process per
+    worker, spawned once and kept, where grading forks its nbgrader runs and kernels from
+    preloaded processes as in the local pool (`forked.py`, `zygote.py`). A Dask worker runs
+    tasks in threads, and a process with threads must not fork. Started again if it died."""
+    import concurrent.futures
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .autograde import _die_with_parent
+
+    for attempt in (1, 2):
+        with _lock:
+            pool = _helpers.get("pool")
+            if pool is None:
+                pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
+        try:
+            return _submit_from_daemon(pool, function, job).result()
+        except BrokenProcessPool:
+            with _lock:
+                if _helpers.get("pool") is pool:
+                    del _helpers["pool"]
+            if attempt == 2:
+                raise
+
+
+def _submit_from_daemon(pool, function, job):
+    """`pool.submit`, which may start the helper, from a Dask worker: the nanny runs workers as
+    daemonic processes, and multiprocessing refuses them children so that none is orphaned when
+    the daemon is killed. The helper cannot be orphaned: it gets SIGKILL when the worker dies
+    (PR_SET_PDEATHSIG, its initializer). So the flag is lifted for the start only."""
+    import multiprocessing
+
+    config = multiprocessing.current_process()._config
+    daemon = config.get("daemon")
+    config["daemon"] = False
+    try:
+        return pool.submit(function, job)
+    finally:
+        if daemon is not None:
+            config["daemon"] = daemon
+
+
 def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     """Grade one student on a worker: (StudentResult, {feedback file name: bytes})."""
     from .autograde import grade_student
@@ -100,7 +145,7 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     try:
         local = dataclasses.replace(job, template=str(template), work_dir=str(work / "work"),
                                     feedback_dir=str(work / "feedback"))
-        result = grade_student(local)
+        result = _in_helper(grade_student, local)
         folder = work / "feedback" / job.student_id
         files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.html"))} if folder.is_dir() else {}
         return result, files
