@@ -40,8 +40,9 @@ if sys.argv[1] == "logs":  # the worker's own streams are elsewhere (as under py
     import io
     sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
 start = time.monotonic()
+from course_utils.grading.autograde import _limit_memory
 status, output = forked.call(target, *(int(a) for a in sys.argv[2:]), cwd=os.environ["WHERE"],
-                             env={"ONLY": "this", "PATH": os.environ["PATH"]}, timeout=3, memory_limit_gb=1)
+                             env={"ONLY": "this", "PATH": os.environ["PATH"]}, timeout=3, prepare=_limit_memory(1))
 sys.__stdout__.write(json.dumps({"status": status, "output": output, "seconds": time.monotonic() - start,
                                  "parent": os.getpid()}) + chr(10))
 """

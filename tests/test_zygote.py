@@ -71,6 +71,14 @@ class Kernel:
         self.km.shutdown_kernel(now=True)  # as nbgrader does: the launcher is killed
 
 
+def gone(found, seconds: float = 30) -> bool:
+    """Whether `found()` comes back empty within `seconds` (killed processes take a moment)."""
+    deadline = time.monotonic() + seconds
+    while found() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not found()
+
+
 def sleepers() -> list[str]:
     alive = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -136,10 +144,7 @@ def test_killing_the_launcher_kills_the_kernel_and_what_it_started(student):
                f"subprocess.Popen(['sleep', '{MARK}'], start_new_session=True)\nprint(json.dumps({{}}))")
     assert sleepers()
     os.kill(kernel.km.provisioner.process.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while sleepers() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not sleepers()
+    assert gone(sleepers)
     kernel.kc.stop_channels()
     kernel.km.cleanup_resources()
 
@@ -203,10 +208,7 @@ def test_the_zygote_dies_with_its_grader(student, tmp_path):
         assert sandboxed(), "the zygote's sandbox did not start"
         grader.kill()
         grader.wait()
-        deadline = time.monotonic() + 30
-        while sandboxed() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not sandboxed(), "the zygote's sandbox outlived its grader"
+        assert gone(sandboxed), "the zygote's sandbox outlived its grader"
     finally:
         shutil.rmtree(ipc, ignore_errors=True)
 
@@ -268,9 +270,6 @@ def test_without_the_sandbox_a_kernel_still_ends_with_what_it_started(student, t
                 assert sleepers()
             finally:
                 kernel.close()
-            deadline = time.monotonic() + 30
-            while sleepers() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert not sleepers(), "a process of an unsandboxed kernel outlived it"
+            assert gone(sleepers), "a process of an unsandboxed kernel outlived it"
     finally:
         plain.stop()

@@ -92,20 +92,11 @@ def _env(course: Path, template: Path | None = None, ipc_dir: Path | None = None
     return env
 
 
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the process that started it dies (a grading worker
-    killed mid-task must not leave its nbgrader, and with it the sandbox, running)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _limit_memory(gb: float | None):
+    """What an nbgrader run gets before it starts (a subprocess's preexec, a fork's first step):
+    death with its worker and the memory limit."""
     def apply():
-        _die_with_parent()
+        sandbox.die_with_parent()
         if gb:
             limit = int(gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -121,11 +112,11 @@ def _nbgrader(course: Path, args: list[str], *, timeout: float, memory_limit_gb:
     if checks is not None:
         argv += ["--checks", str(checks), "--verdicts", str(verdicts), *(["--timings", str(timings)] if timings else [])]
     argv += ["--", *args, "--log-level=INFO"]
+    env = env or _env(course)
     if forked.usable():  # a fork of this worker, with nbgrader and the checker already imported
-        return forked.run(argv, cwd=str(course), env=env or _env(course), timeout=timeout,
-                          memory_limit_gb=memory_limit_gb)
+        return forked.run(argv, cwd=str(course), env=env, timeout=timeout, prepare=_limit_memory(memory_limit_gb))
     cmd = [sys.executable, "-m", "course_utils.grading.nbgrader_run", *argv]
-    proc = subprocess.Popen(cmd, cwd=course, env=env or _env(course), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_limit_memory(memory_limit_gb))
     try:

@@ -95,14 +95,12 @@ def _in_helper(function, job):
     import multiprocessing
     from concurrent.futures.process import BrokenProcessPool
 
-    from .autograde import _die_with_parent
-
     for attempt in (1, 2):
         with _lock:
             pool = _helpers.get("pool")
             if pool is None:
                 pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
         try:
             return _submit_from_daemon(pool, function, job).result()
         except BrokenProcessPool:

@@ -15,7 +15,6 @@ worker has just one thread (a local process-pool worker); elsewhere (a Dask work
 from __future__ import annotations
 
 import os
-import resource
 import select
 import signal
 import sys
@@ -44,16 +43,17 @@ def preload() -> None:
 
 
 def run(argv: list[str], *, cwd: str, env: dict[str, str], timeout: float,
-        memory_limit_gb: float | None = None) -> tuple[int, str]:
+        prepare: Callable[[], None] | None = None) -> tuple[int, str]:
     """`nbgrader_run.main(argv)` in a fork (see `call`), with nbgrader and the checker preloaded."""
     preload()
-    return call(nbgrader_run.main, argv, cwd=cwd, env=env, timeout=timeout, memory_limit_gb=memory_limit_gb)
+    return call(nbgrader_run.main, argv, cwd=cwd, env=env, timeout=timeout, prepare=prepare)
 
 
 def call(target: Callable[..., int | None], *args, cwd: str, env: dict[str, str], timeout: float,
-         memory_limit_gb: float | None = None) -> tuple[int, str]:
+         prepare: Callable[[], None] | None = None) -> tuple[int, str]:
     """`target(*args)` in a fork of this process, in `cwd`, with exactly `env`, in a session of
-    its own: (exit status, stdout and stderr). The status is what `target` returns (0 for
+    its own, after `prepare()` (what a subprocess's preexec_fn would do: limits, death with
+    the worker): (exit status, stdout and stderr). The status is what `target` returns (0 for
     None), 1 if it raises (the traceback is in the output). After `timeout` seconds the fork's
     whole session is killed and the status is -9."""
     read_end, write_end = os.pipe()
@@ -61,7 +61,7 @@ def call(target: Callable[..., int | None], *args, cwd: str, env: dict[str, str]
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _child(target, args, cwd, env, memory_limit_gb, read_end, write_end)  # never returns
+        _child(target, args, cwd, env, prepare, read_end, write_end)  # never returns
     os.close(write_end)
     chunks, deadline, killed, status, exited_at = [], time.monotonic() + timeout, False, None, None
     with os.fdopen(read_end, "rb") as output:
@@ -100,16 +100,12 @@ def _kill_session(pid: int) -> None:
         pass
 
 
-def _child(target, args, cwd, env, memory_limit_gb, read_end, write_end) -> None:
+def _child(target, args, cwd, env, prepare, read_end, write_end) -> None:
     code = 1
     try:
         os.setsid()  # a session of its own: killed as one on timeout, like the subprocess was
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the worker
-        if memory_limit_gb:
-            limit = int(memory_limit_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if prepare is not None:
+            prepare()
         os.close(read_end)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

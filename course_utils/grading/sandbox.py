@@ -32,6 +32,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ from pathlib import Path
 KERNEL_NAME = "course-lab-sandbox"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (graded, sandboxed)", "language": "python"}
 SPEC_ENV = "COURSE_LAB_SANDBOX"
+ZYGOTE_ENV = "COURSE_LAB_ZYGOTE"  # the control socket of the student's zygote (zygote.py), for the launcher
 CHECKER_SOCKET = "checker.sock"  # in the student's IPC folder
 SITE_IN_SANDBOX = "/opt/lab4/python"  # where the kernel finds course_utils (no TA path in tracebacks)
 HOME_IN_SANDBOX = "/home/student"
@@ -172,6 +174,17 @@ def _limit(spec: SandboxSpec) -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
 
 
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the thread that started it dies (a killed grading
+    worker must not leave its nbgrader, zygote or sandbox running)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _processes_of(uid: int) -> int:
     """Processes and threads of `uid` now (what RLIMIT_NPROC counts)."""
     count = 0
@@ -189,7 +202,7 @@ def _processes_of(uid: int) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The kernelspec's launcher: limits, then exec bubblewrap (or the bare kernel)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    control = os.environ.get("COURSE_LAB_ZYGOTE")
+    control = os.environ.get(ZYGOTE_ENV)
     if control:  # a fork of the student's zygote (zygote.py), if it is there to ask
         from .zygote import launch
 

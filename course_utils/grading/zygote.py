@@ -51,7 +51,7 @@ from pathlib import Path
 
 from . import sandbox
 
-CONTROL_ENV = "COURSE_LAB_ZYGOTE"  # the launcher's side: the control socket's path
+CONTROL_ENV = sandbox.ZYGOTE_ENV  # the launcher's side: the control socket's path
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.data", "torchvision",
            "torchvision.transforms.v2", "PIL.Image", "matplotlib", "matplotlib.pyplot", "sklearn.datasets",
            "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp")
@@ -113,7 +113,7 @@ class Zygote:
 
             def limits() -> None:
                 sandbox._limit(self.spec)
-                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote never outlives its grader
+                sandbox.die_with_parent()  # the zygote never outlives its grader
 
             self.process = subprocess.Popen(command, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL,
                                             cwd=None if self.spec.isolate else env["HOME"], preexec_fn=limits)
