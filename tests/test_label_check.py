@@ -43,7 +43,7 @@ def test_captions_name_label_and_prediction():
 
 def test_figure_titles_each_image_with_class_prediction_and_confidence():
     fig = make_check(3).figure()
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    titles = [t.get_text() for ax in fig.axes for t in ax.texts]  # show_images: one text above each image
     assert titles == ["Class: 0\nPred.: 1 (90%)", "Class: 1\nPred.: 2 (90%)", "Class: 2\nPred.: 3 (90%)"]
 
 
