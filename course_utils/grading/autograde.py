@@ -44,6 +44,7 @@ from .submissions import Submission, read_submissions
 
 ASSIGNMENT = "lab4"
 STATE_FILE = ".autograde-state.json"
+FEEDBACK_EXPORTER = "course_utils.grading.feedback.FeedbackExporter"  # nbconvert's HTMLExporter, one parse less
 
 
 @dataclasses.dataclass
@@ -266,7 +267,8 @@ def grade_student(job: GradingJob) -> StudentResult:
                 scores.clean_for_feedback(autograded / f"{stem}.ipynb", verdicts, secrets)
             lap("scores")
             _nbgrader(course, ["generate_feedback", ASSIGNMENT, "--student", sid, "--force",
-                               "--HTMLExporter.sanitize_html=True"], timeout=600, env=env)
+                               "--HTMLExporter.sanitize_html=True", f"--GenerateFeedback.exporter_class={FEEDBACK_EXPORTER}"],
+                      timeout=600, env=env)
             for f in (course / "feedback" / sid / ASSIGNMENT).glob("*.html"):
                 shutil.copy(f, target / f.name)
             lap("feedback")
