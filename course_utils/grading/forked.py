@@ -33,12 +33,15 @@ def usable() -> bool:
 
 
 def preload() -> None:
-    """What every nbgrader_run imports: nbgrader's apps and the checker (torch, the hidden checks)."""
+    """What every nbgrader_run imports: nbgrader's apps, the checker (torch, the hidden checks, and
+    what torch imports lazily for them) and the feedback exporter (nbconvert)."""
     global _PRELOADED
     if not _PRELOADED:
         import nbgrader.apps.nbgraderapp  # noqa: F401
 
-        from . import checker  # noqa: F401
+        import torch._dynamo  # noqa: F401  (torch.optim imports it on its first optimizer: 1.1 s of a check)
+
+        from . import checker, feedback  # noqa: F401
         _PRELOADED = True
 
 

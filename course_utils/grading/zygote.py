@@ -54,7 +54,8 @@ from . import sandbox
 CONTROL_ENV = sandbox.ZYGOTE_ENV  # the launcher's side: the control socket's path
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.data", "torchvision",
            "torchvision.transforms.v2", "PIL.Image", "matplotlib", "matplotlib.pyplot", "sklearn.datasets",
-           "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp")
+           "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp",
+           "ipykernel.debugger")  # (debugpy: every kernel imports it when it starts, 75 ms)
 MAX_REQUEST = 1 << 20
 _SCRATCH_BYTES = 512 * 2**20  # each fork's /tmp, home and /dev/shm (the spec's scratch_mb)
 # the folder bound into the zygote's sandbox: one student's IPC folder, or (a worker's zygote
@@ -175,6 +176,8 @@ def launch(control: str, argv: list[str]) -> int | None:
 def preload() -> list[str]:
     """Import `PRELOAD`; the modules that failed (they fail again, with their message, in the kernel)."""
     failed = []
+    # debugpy warns on stderr, when imported, that Python's frozen modules may hide breakpoints
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in PRELOAD:
         try:
             importlib.import_module(name)
