@@ -75,3 +75,21 @@ def test_autograde_hands_nbgrader_this_exporter():
 
     from course_utils.grading.autograde import FEEDBACK_EXPORTER
     assert import_item(FEEDBACK_EXPORTER) is FeedbackExporter
+
+
+def test_remembered_highlighting_is_what_pygments_gives(tmp_path, monkeypatch):
+    import course_utils.grading.feedback as feedback
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    monkeypatch.setattr(feedback, "_HIGHLIGHTED", {})
+    nb = notebook()
+    nbformat.write(nb, tmp_path / "release.ipynb")
+    feedback.remember([tmp_path / "release.ipynb"])
+    assert len(feedback._HIGHLIGHTED) == 1  # the one code cell
+    (html,) = feedback._HIGHLIGHTED.values()
+    assert html == Highlight2HTML(pygments_lexer="ipython3")(nb.cells[1].source)
+    # the page uses it, and a source seen for the first time is highlighted as pygments does
+    feedback._HIGHLIGHTED[next(iter(feedback._HIGHLIGHTED))] = "<div>remembered</div>"
+    assert "<div>remembered</div>" in export(FeedbackExporter, nb)
+    other = feedback._Highlight(pygments_lexer="ipython3")
+    assert other("x = 1  # new") == Highlight2HTML(pygments_lexer="ipython3")("x = 1  # new")

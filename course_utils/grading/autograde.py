@@ -197,6 +197,7 @@ def grade_student(job: GradingJob) -> StudentResult:
     shutil.rmtree(course, ignore_errors=True)
     shutil.copytree(template, course, ignore=shutil.ignore_patterns("release", "site", "jupyter", "etc"))
     shared = _worker_zygote(job)
+    _remember_release(job.template)
     # short: Unix socket paths are limited to about 100 bytes
     ipc_dir = Path(tempfile.mkdtemp(prefix="s-", dir=shared.spec.ipc_dir) if shared else
                    tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None))
@@ -288,6 +289,17 @@ def grade_student(job: GradingJob) -> StudentResult:
 
 
 _SHARED_ZYGOTE: dict = {}
+_REMEMBERED: set[str] = set()
+
+
+def _remember_release(template: str) -> None:
+    """Once per worker and template: the release's code highlighted for the feedback pages,
+    which the nbgrader runs forked from this worker reuse (`feedback.remember`)."""
+    if template not in _REMEMBERED and forked.usable():
+        from . import feedback
+
+        feedback.remember(sorted((Path(template) / "release" / ASSIGNMENT).glob("*.ipynb")))
+        _REMEMBERED.add(template)
 
 
 def _worker_zygote(job: GradingJob) -> "zygote.Zygote | None":
