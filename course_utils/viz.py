@@ -29,7 +29,6 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
 
     n = len(images)
     ncols = max(1, min(ncols, n))
-    nrows = max(1, -(-n // ncols))
     height, width = images.shape[-2:] if n else (1, 1)
     gap = max(1, round(0.08 * width))  # white between images, in image pixels
     inch = scale / (width + gap)  # inches per image pixel: each column is `scale` inches wide
@@ -45,9 +44,9 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
     ax.imshow(grid, aspect="equal")  # antialiased when a large image is shrunk, as one axes per image was
     if titles is not None:
         for i in range(n):
-            row, col = divmod(i, ncols)
-            x = col * (width + gap) + gap // 2 + width / 2 - 0.5  # pixel k spans k - 0.5 to k + 0.5
-            y = row * (band + height + gap) + band + gap // 2 - 0.5 - margin  # above the image's top edge
+            y0, x0 = _tile_origin(i, ncols, height, width, gap, band)
+            x = x0 + width / 2 - 0.5  # pixel k spans k - 0.5 to k + 0.5
+            y = y0 - 0.5 - margin  # above the image's top edge
             ax.text(x, y, str(titles[i]), fontsize=8, ha="center", va="bottom", linespacing=1.1)
     if suptitle:
         fig.suptitle(suptitle, y=1 - 0.1 / (grid_h + top), va="top")
@@ -66,11 +65,15 @@ def image_grid(images: torch.Tensor, ncols: int, *, gap: int = 1, top: int = 0):
     pixels = x.permute(0, 2, 3, 1).numpy()
     grid = np.ones((nrows * (top + height + gap), ncols * (width + gap), 3), dtype=np.float32)
     for i in range(n):
-        row, col = divmod(i, ncols)
-        y0 = row * (top + height + gap) + top + gap // 2
-        x0 = col * (width + gap) + gap // 2
+        y0, x0 = _tile_origin(i, ncols, height, width, gap, top)
         grid[y0:y0 + height, x0:x0 + width] = pixels[i]
     return grid
+
+
+def _tile_origin(i: int, ncols: int, height: int, width: int, gap: int, top: int) -> tuple[int, int]:
+    """Row and column of image `i`'s top-left pixel in `image_grid`'s array."""
+    row, col = divmod(i, ncols)
+    return row * (top + height + gap) + top + gap // 2, col * (width + gap) + gap // 2
 
 
 def plot_history(history, axes=None):
