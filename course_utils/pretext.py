@@ -27,25 +27,28 @@ from .augment import PatchLocalization, SimCLRViews, rotation_batch_transform
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import make_loader
 from .losses import NTXentLoss
-from .models import EncoderClassifier, PatchSiamese, RotationClassifier, SimCLRModel, SmallCNN, resnet18_cifar
+from .models import TINY_WIDTH, EncoderClassifier, PatchSiamese, RotationClassifier, SimCLRModel, SmallCNN, resnet18_cifar
 from .train import History, fit
 
 TASKS = ("rotation", "patch_localization", "simclr")
 SMALL_CNN_READOUT = 2
-ENCODERS = {"quick": "small_cnn", "grade": "small_cnn", "full": "resnet18"}  # per profile, for every task
+ENCODERS = {"quick": "small_cnn", "grade": "tiny_cnn", "full": "resnet18"}  # per profile, for every task
 
 
 def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
     """The encoder `name` with a classifier head: the supervised baseline a pretext task must beat."""
     if name == "small_cnn":
         return SmallCNN(num_classes, readout=SMALL_CNN_READOUT)
+    if name == "tiny_cnn":
+        return SmallCNN(num_classes, width=TINY_WIDTH, readout=SMALL_CNN_READOUT)
     if name == "resnet18":
         return resnet18_cifar(num_classes)
-    raise ValueError(f"unknown encoder {name!r}: choose 'small_cnn' or 'resnet18'")
+    raise ValueError(f"unknown encoder {name!r}: choose 'small_cnn', 'tiny_cnn' or 'resnet18'")
 
 
 def build_encoder(name: str) -> tuple[nn.Module, int]:
-    """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features) or "resnet18" (CIFAR stem, 512)."""
+    """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features), "tiny_cnn" (the grade
+    profile's, at `models.TINY_WIDTH`: 64 features) or "resnet18" (CIFAR stem, 512)."""
     model = build_classifier(name)
     return model.encoder, model.feature_dim
 

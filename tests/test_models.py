@@ -27,6 +27,9 @@ def test_resnet18_cifar_keeps_resolution_in_the_stem():
 
 def test_build_model_by_name():
     assert isinstance(build_model("small_cnn"), SmallCNN)
+    tiny = build_model("tiny_cnn", 4)  # the grade profile's: the same network at a quarter of the width
+    assert isinstance(tiny, SmallCNN) and tiny(torch.rand(1, 3, 32, 32)).shape == (1, 4)
+    assert sum(p.numel() for p in tiny.encoder.parameters()) < sum(p.numel() for p in build_model("small_cnn").encoder.parameters()) / 10
     assert build_model("resnet18", 4)(torch.rand(1, 3, 32, 32)).shape == (1, 4)
 
 

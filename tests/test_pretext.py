@@ -18,6 +18,8 @@ def test_small_cnn_encoder_reads_out_2x2():
     encoder, dim = build_encoder("small_cnn")
     assert dim == 256 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 256)
     assert build_classifier("small_cnn")(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    tiny, tiny_dim = build_encoder("tiny_cnn")  # the grade profile's: the same network, a quarter as wide
+    assert tiny_dim == 64 and tiny(torch.rand(2, 3, 32, 32)).shape == (2, 64)
     with pytest.raises(ValueError):
         build_encoder("vgg")
 
@@ -28,7 +30,7 @@ def test_every_task_has_a_recipe_on_every_profile(profile):
     for task in TASKS:
         r = pretext_recipe(task, p)
         assert r.steps >= 1 and r.batch_size >= 1 and r.lr > 0
-        assert r.encoder == ("resnet18" if profile == "full" else "small_cnn")
+        assert r.encoder == {"quick": "small_cnn", "grade": "tiny_cnn", "full": "resnet18"}[profile]
     assert pretext_recipe("rotation", get_profile("grade")).steps == get_profile("grade").max_steps
     assert few_label_setup(p).per_class >= 1
     with pytest.raises(ValueError):
@@ -55,7 +57,7 @@ def test_load_or_train_reuses_what_a_notebook_saved(tiny, tmp_path, monkeypatch)
     second, info = load_or_train_encoder("rotation", profile, train, seed=3, progress=False)
     assert info["source"] == "checkpoint"
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
-    encoder, _ = build_encoder("small_cnn")
+    encoder, _ = build_encoder(pretext_recipe("simclr", profile).encoder)  # the grade profile's (tiny_cnn)
     save_pretrained_encoder("simclr", encoder, profile, seed=3, extra={"note": 1})
     loaded, info = load_or_train_encoder("simclr", profile, train, seed=3)
     assert info == {"note": 1, "source": "checkpoint"}
