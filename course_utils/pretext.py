@@ -27,7 +27,8 @@ from .augment import PatchLocalization, SimCLRViews, rotation_batch_transform
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import make_loader
 from .losses import NTXentLoss
-from .models import TINY_WIDTH, EncoderClassifier, PatchSiamese, RotationClassifier, SimCLRModel, SmallCNN, resnet18_cifar
+from .models import (SMALL_CNN_WIDTHS, EncoderClassifier, PatchSiamese, RotationClassifier, SimCLRModel, SmallCNN,
+                     resnet18_cifar)
 from .train import History, fit
 
 TASKS = ("rotation", "patch_localization", "simclr")
@@ -37,18 +38,16 @@ ENCODERS = {"quick": "small_cnn", "grade": "tiny_cnn", "full": "resnet18"}  # pe
 
 def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
     """The encoder `name` with a classifier head: the supervised baseline a pretext task must beat."""
-    if name == "small_cnn":
-        return SmallCNN(num_classes, readout=SMALL_CNN_READOUT)
-    if name == "tiny_cnn":
-        return SmallCNN(num_classes, width=TINY_WIDTH, readout=SMALL_CNN_READOUT)
+    if name in SMALL_CNN_WIDTHS:
+        return SmallCNN(num_classes, width=SMALL_CNN_WIDTHS[name], readout=SMALL_CNN_READOUT)
     if name == "resnet18":
         return resnet18_cifar(num_classes)
-    raise ValueError(f"unknown encoder {name!r}: choose 'small_cnn', 'tiny_cnn' or 'resnet18'")
+    raise ValueError(f"unknown encoder {name!r}: choose one of {[*SMALL_CNN_WIDTHS, 'resnet18']}")
 
 
 def build_encoder(name: str) -> tuple[nn.Module, int]:
     """(encoder, feature_dim): "small_cnn" (2x2 readout, 256 features), "tiny_cnn" (the grade
-    profile's, at `models.TINY_WIDTH`: 64 features) or "resnet18" (CIFAR stem, 512)."""
+    profile's, a quarter as wide: 64 features) or "resnet18" (CIFAR stem, 512)."""
     model = build_classifier(name)
     return model.encoder, model.feature_dim
 
