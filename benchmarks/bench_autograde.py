@@ -17,9 +17,11 @@ sandbox and the trusted checker against the grading that trusted the kernel:
 
     python benchmarks/bench_autograde.py --students 3 --against 3bfeb2d
 
-With `--cluster` it grades the same submissions four times in one process: the local pool
+With `--cluster` it grades the same submissions six times in one process: the local pool
 with 1 and with N workers, then a Dask `LocalCluster` (worker processes on loopback, one
-thread each, as `dask worker` runs them) with 1 and with N workers through `--scheduler`;
+thread each, as `dask worker` runs them) with 1 and with N workers through `--scheduler`,
+started cold and started as docs/grading.md starts them (`--preload
+course_utils.grading.cluster`: each worker imports what grading needs before it joins);
 and prints each run's wall time, the speed-up from 1 to N workers and the cluster's time
 against the local pool's at equal workers. `--phases` adds where one student's seconds
 went (the first run's median per phase).
@@ -91,6 +93,9 @@ def print_phases(phases: dict) -> None:
         print(f"| {stem} | {phases.get(f'kernel start {stem}', 0.0):.1f} | {phases.get(f'cells {stem}', 0.0):.1f} |")
 
 
+PRELOADED = "Dask, workers started with `--preload course_utils.grading.cluster`"
+
+
 def cluster(args) -> int:
     import distributed
 
@@ -100,11 +105,13 @@ def cluster(args) -> int:
         subs = make_submissions(tmp / "submissions", args.students)
         for w in (1, args.workers):
             rows.append(run(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
-        for w in (1, args.workers):  # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
-            with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                          dashboard_address=":0", memory_limit=0) as local:
-                rows.append(run(subs, tmp / f"out-dask-{w}", w, args.timeout, scheduler=local.scheduler_address)
-                            | {"label": "Dask LocalCluster"})
+        # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
+        for label, preload in (("Dask LocalCluster", []), (PRELOADED, ["course_utils.grading.cluster"])):
+            for w in (1, args.workers):
+                with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                              dashboard_address=":0", memory_limit=0, preload=preload) as local:
+                    rows.append(run(subs, tmp / f"out-dask-{w}-{len(preload)}", w, args.timeout,
+                                    scheduler=local.scheduler_address) | {"label": label})
     print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker\n")
     print("| path | workers | wall (s) | s per submission | students per minute | speed-up from 1 worker "
           "| against the local pool at equal workers | full marks |")

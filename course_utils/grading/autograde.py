@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -399,8 +400,12 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     lab_digest = _template_digest(course_root, timeout, memory_limit_gb, sandboxed)
     class_problems: list[str] = []
 
-    with tempfile.TemporaryDirectory(prefix="course-lab-autograde-") as tmp:
-        tmp = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="course-lab-autograde-")))
+        if scheduler:  # connected first: the workers import while the template is prepared
+            from . import cluster
+
+            client = stack.enter_context(cluster.connected(scheduler))
         template = prepare_template(course_root, tmp / "template")
         points = json.loads((template / "points.json").read_text())
         maxima = {nb: sum(cells.values()) for nb, cells in points.items()}
@@ -425,9 +430,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         bar = tqdm(total=len(subs), initial=len(results), desc="students graded", unit="student",
                    disable=not progress, file=sys.stdout)
         if scheduler:
-            from .cluster import grade_on_cluster
-
-            finished = grade_on_cluster(scheduler, jobs, template, lab_digest)
+            finished = cluster.grade_on_cluster(client, jobs, template, lab_digest)
         else:
             finished = _grade_locally(jobs, executor, workers)
         for job, outcome in finished:

@@ -19,6 +19,7 @@ once, when its future completes. `distributed` is an optional extra:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -38,6 +39,7 @@ NOT_SENT = ("release", "jupyter", "etc")
 _templates: dict[str, Path] = {}
 _helpers: dict = {}
 _lock = threading.Lock()
+_daemon_lock = threading.Lock()
 
 
 def require_distributed():
@@ -86,23 +88,30 @@ def worker_template(bundle: bytes, digest: str) -> Path:
         return root
 
 
-def _in_helper(function, job):
-    """`function(job)` in this Dask worker's grading process: one single-threaded process per
-    worker, spawned once and kept, where grading forks its nbgrader runs and kernels from
-    preloaded processes as in the local pool (`forked.py`, `zygote.py`). A Dask worker runs
-    tasks in threads, and a process with threads must not fork. Started again if it died."""
+def _helper():
+    """This Dask worker's grading process: one single-threaded process per worker, spawned once
+    and kept, where grading forks its nbgrader runs and kernels from preloaded processes as in
+    the local pool (`forked.py`, `zygote.py`). A Dask worker runs tasks in threads, and a
+    process with threads must not fork."""
     import concurrent.futures
     import multiprocessing
+
+    with _lock:
+        pool = _helpers.get("pool")
+        if pool is None:
+            pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
+        return pool
+
+
+def _in_helper(function, *args):
+    """`function(*args)` in this worker's grading process (`_helper`), started again if it died."""
     from concurrent.futures.process import BrokenProcessPool
 
     for attempt in (1, 2):
-        with _lock:
-            pool = _helpers.get("pool")
-            if pool is None:
-                pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
+        pool = _helper()
         try:
-            return _submit_from_daemon(pool, function, job).result()
+            return _submit_from_daemon(pool, function, *args).result()
         except BrokenProcessPool:
             with _lock:
                 if _helpers.get("pool") is pool:
@@ -111,21 +120,51 @@ def _in_helper(function, job):
                 raise
 
 
-def _submit_from_daemon(pool, function, job):
+def warm_helper():
+    """Start this worker's grading process and have it import what grading needs (nbgrader,
+    torch, the hidden checks: `forked.preload`, about 10 s on one core) now, not with the
+    worker's first student. Returns that import's future: run from the TA's client when it
+    connects, it does not wait, so the workers import while the TA's machine prepares the
+    template."""
+    from . import forked
+
+    return _submit_from_daemon(_helper(), forked.preload)
+
+
+async def dask_setup(worker) -> None:
+    """`dask worker ADDRESS --preload course_utils.grading.cluster`: the worker joins the
+    cluster with its grading process started and preloaded (`warm_helper`)."""
+    import asyncio
+
+    await asyncio.wrap_future(warm_helper())
+
+
+async def dask_teardown(worker) -> None:
+    """The grading process leaves with its worker, stopping its zygote on the way out."""
+    import asyncio
+
+    with _lock:
+        pool = _helpers.pop("pool", None)
+    if pool is not None:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _submit_from_daemon(pool, function, *args):
     """`pool.submit`, which may start the helper, from a Dask worker: the nanny runs workers as
     daemonic processes, and multiprocessing refuses them children so that none is orphaned when
     the daemon is killed. The helper cannot be orphaned: it gets SIGKILL when the worker dies
     (PR_SET_PDEATHSIG, its initializer). So the flag is lifted for the start only."""
     import multiprocessing
 
-    config = multiprocessing.current_process()._config
-    daemon = config.get("daemon")
-    config["daemon"] = False
-    try:
-        return pool.submit(function, job)
-    finally:
-        if daemon is not None:
-            config["daemon"] = daemon
+    with _daemon_lock:
+        config = multiprocessing.current_process()._config
+        daemon = config.get("daemon")
+        config["daemon"] = False
+        try:
+            return pool.submit(function, *args)
+        finally:
+            if daemon is not None:
+                config["daemon"] = daemon
 
 
 def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
@@ -151,23 +190,39 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def grade_on_cluster(address: str, jobs: list, template: Path, template_digest: str) -> Iterator[tuple]:
-    """Submit one task per job to the scheduler at `address`; yield (job, (result, files) or the
-    exception) as tasks finish, in any order."""
+@contextlib.contextmanager
+def connected(address: str):
+    """A client of the scheduler at `address`. Every worker starts its grading process's imports
+    at once (`warm_helper`), so that they overlap the TA's machine preparing the template."""
     distributed = require_distributed()
     client = distributed.Client(address, timeout="30s")
     try:
-        if not jobs:
-            return
-        bundle = client.scatter(pack_template(template), broadcast=True, hash=False)
-        code = grading_code_digest()
-        futures = {client.submit(grade_on_worker, job, bundle, template_digest, code, pure=False,
-                                 key=f"grade-{job.student_id}-{uuid.uuid4().hex[:8]}"): job for job in jobs}
-        for future in distributed.as_completed(futures):
-            job = futures[future]
-            try:
-                yield job, future.result()
-            except Exception as err:  # a failed task must not cost the other students their grades
-                yield job, err
+        client.run(_start_warming)
+        yield client
     finally:
         client.close()
+
+
+def _start_warming() -> None:
+    try:
+        warm_helper()
+    except Exception:  # only a head start: the worker's first task starts the helper (and says why it cannot)
+        pass
+
+
+def grade_on_cluster(client, jobs: list, template: Path, template_digest: str) -> Iterator[tuple]:
+    """Submit one task per job through `client` (`connected`); yield (job, (result, files) or
+    the exception) as tasks finish, in any order."""
+    distributed = require_distributed()
+    if not jobs:
+        return
+    bundle = client.scatter(pack_template(template), broadcast=True, hash=False)
+    code = grading_code_digest()
+    futures = {client.submit(grade_on_worker, job, bundle, template_digest, code, pure=False,
+                             key=f"grade-{job.student_id}-{uuid.uuid4().hex[:8]}"): job for job in jobs}
+    for future in distributed.as_completed(futures):
+        job = futures[future]
+        try:
+            yield job, future.result()
+        except Exception as err:  # a failed task must not cost the other students their grades
+            yield job, err
