@@ -81,3 +81,17 @@ def test_the_grading_kernel_client_shakes_hands_without_the_idle_drain(tmp_path)
             await km.shutdown_kernel(now=True)
 
     assert asyncio.run(run()).strip() == "42"
+
+
+def test_a_new_gradebook_is_stamped_with_the_revision_alembic_itself_reports(monkeypatch):
+    """nbgrader_run reads the migrations' head in-process instead of running `alembic heads`: the
+    same stamp, so that nbgrader's own upgrade check accepts the gradebook."""
+    import os
+
+    from nbgrader.api import get_alembic_version
+
+    from course_utils.grading.nbgrader_run import alembic_head
+
+    # nbgrader runs the `alembic` command beside this Python
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    assert alembic_head() == get_alembic_version()
