@@ -56,10 +56,10 @@ def restored_environ():
 @pytest.fixture(scope="module")
 def local_cluster():
     # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
-    # limit of Dask's own (the sandbox limits each kernel)
+    # limit of Dask's own (the sandbox limits each kernel); started as docs/grading.md starts them
     with restored_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                                      host="127.0.0.1", dashboard_address=":0",
-                                                      memory_limit=0) as local:
+                                                      host="127.0.0.1", dashboard_address=":0", memory_limit=0,
+                                                      preload=["course_utils.grading.cluster"]) as local:
         yield local
 
 
@@ -72,6 +72,23 @@ def local_pool(submissions, tmp_path_factory):
 
 def rows(out: Path) -> dict[str, dict]:
     return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+
+
+def test_workers_started_with_the_preload_join_warm(local_cluster):
+    with distributed.Client(local_cluster.scheduler_address) as client:
+        # asked at once, before any task: each worker started its grading process and its imports as it started
+        assert set(client.run(cluster.worker_is_warm).values()) == {True}
+
+
+def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
+    with restored_environ(), distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                                      host="127.0.0.1", dashboard_address=":0",
+                                                      memory_limit=0) as local:
+        with distributed.Client(local.scheduler_address) as client:
+            assert set(client.run(cluster.worker_is_warm).values()) == {False}  # no grading process yet
+            with cluster.connected(local.scheduler_address):  # what autograde does before preparing the template
+                # no task submitted: the worker's grading process was started and imports (waited for here)
+                assert set(client.run(cluster.worker_is_warm).values()) == {True}
 
 
 def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, tmp_path):

@@ -131,6 +131,21 @@ def warm_helper():
     return _submit_from_daemon(_helper(), forked.preload)
 
 
+def _grading_imports_done() -> bool:
+    from . import forked
+
+    return forked._PRELOADED
+
+
+def worker_is_warm() -> bool:
+    """On a worker (`Client.run(worker_is_warm)`): whether its grading process runs with
+    grading's imports done (waiting for them if they are under way), so that its next student
+    pays for neither."""
+    with _lock:
+        started = "pool" in _helpers
+    return started and _in_helper(_grading_imports_done)
+
+
 async def dask_setup(worker) -> None:
     """`dask worker ADDRESS --preload course_utils.grading.cluster`: the worker joins the
     cluster with its grading process started and preloaded (`warm_helper`)."""
