@@ -150,8 +150,12 @@ async def dask_setup(worker) -> None:
     """`dask worker ADDRESS --preload course_utils.grading.cluster`: the worker joins the
     cluster with its grading process started and preloaded (`warm_helper`)."""
     import asyncio
+    import logging
 
-    await asyncio.wrap_future(warm_helper())
+    try:
+        await asyncio.wrap_future(warm_helper())
+    except Exception as err:  # the worker joins anyway: its first task starts the grading process again
+        logging.getLogger("distributed.worker").warning("course-lab: the grading process did not warm up: %r", err)
 
 
 async def dask_teardown(worker) -> None:
