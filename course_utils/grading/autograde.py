@@ -402,7 +402,9 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="course-lab-autograde-")))
-        if scheduler:  # connected first: the workers import while the template is prepared
+        if scheduler:  # connected first: the workers import while the template is prepared (with the
+            # client's threads this process no longer forks nbgrader: it runs as a subprocess, which
+            # imports no torch; this process grades nobody, so it needs no preloading)
             from . import cluster
 
             client = stack.enter_context(cluster.connected(scheduler))

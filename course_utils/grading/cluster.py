@@ -150,12 +150,11 @@ async def dask_setup(worker) -> None:
     """`dask worker ADDRESS --preload course_utils.grading.cluster`: the worker joins the
     cluster with its grading process started and preloaded (`warm_helper`)."""
     import asyncio
-    import logging
 
     try:
         await asyncio.wrap_future(warm_helper())
-    except Exception as err:  # the worker joins anyway: its first task starts the grading process again
-        logging.getLogger("distributed.worker").warning("course-lab: the grading process did not warm up: %r", err)
+    except Exception as err:  # the worker joins anyway
+        _not_warmed(err)
 
 
 async def dask_teardown(worker) -> None:
@@ -225,8 +224,16 @@ def connected(address: str):
 def _start_warming() -> None:
     try:
         warm_helper()
-    except Exception:  # only a head start: the worker's first task starts the helper (and says why it cannot)
-        pass
+    except Exception as err:  # only a head start
+        _not_warmed(err)
+
+
+def _not_warmed(err: Exception) -> None:
+    """A warm-up is only a head start: the worker's first task starts the grading process again
+    (and fails with the reason if it cannot)."""
+    import logging
+
+    logging.getLogger("distributed.worker").warning("course-lab: the grading process did not warm up: %r", err)
 
 
 def grade_on_cluster(client, jobs: list, template: Path, template_digest: str) -> Iterator[tuple]:
