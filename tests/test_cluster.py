@@ -54,13 +54,45 @@ def restored_environ():
 
 
 @pytest.fixture(scope="module")
-def local_cluster():
+def dask_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("dask")
+
+
+@pytest.fixture(scope="module")
+def local_cluster(dask_folder):
     # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
     # limit of Dask's own (the sandbox limits each kernel); started as docs/grading.md starts them
     with restored_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                                       host="127.0.0.1", dashboard_address=":0", memory_limit=0,
-                                                      preload=["course_utils.grading.cluster"]) as local:
+                                                      preload=["course_utils.grading.cluster"],
+                                                      local_directory=dask_folder) as local:
         yield local
+
+
+def worker_folders(dask_folder: Path) -> set[Path]:
+    """Each worker's own folder in a cluster's local directory."""
+    return {p for p in dask_folder.rglob("worker-*") if p.is_dir()}
+
+
+def grading_leftovers() -> set[str]:
+    """What grading puts in /tmp (the grading process's sockets and kernels' folders)."""
+    return {p.name for pattern in ("cl-*", "clz-*", "course-lab-*") for p in Path("/tmp").glob(pattern)}
+
+
+@contextlib.contextmanager
+def nanny_warnings():
+    """What Dask's nannies (in this process) warn about, e.g. a worker that would not exit."""
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("distributed.nanny")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +123,26 @@ def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
                 assert set(client.run(cluster.worker_is_warm).values()) == {True}
 
 
+def test_a_worker_that_closes_leaves_nothing_behind(submissions, tmp_path):
+    """A worker started without the preload (no dask_teardown) stops its grading process and zygote
+    when it closes, instead of hanging until its nanny kills it, and removes what it unpacked."""
+    before = grading_leftovers()
+    one = tmp_path / "one-student"
+    write_student(one, "ben", {NB00: STUDENTS["ben"][0]()})
+    with nanny_warnings() as warnings:
+        with restored_environ(), distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                                          host="127.0.0.1", dashboard_address=":0", memory_limit=0,
+                                                          local_directory=tmp_path / "dask") as local:
+            results = autograde(one, tmp_path / "out", course_root=ROOT, scheduler=local.scheduler_address,
+                                timeout=30, progress=False)
+            assert [r.student_id for r in results] == ["ben"], results
+            assert not [p for p in results[0].problems if "grading failed" in p], results[0].problems
+            assert any((tmp_path / "dask").rglob("course-lab-template-*")), "the template is in the worker's folder"
+    assert not [w for w in warnings if "killing" in w], warnings  # it exited when asked
+    assert not list((tmp_path / "dask").rglob("course-lab-*")), "the worker's template and copies are gone"
+    assert grading_leftovers() <= before, "the grading process's folders in /tmp are gone"
+
+
 def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, tmp_path):
     out = tmp_path / "out"
     results = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
@@ -106,7 +158,8 @@ def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_
     assert [(r.student_id, r.seconds) for r in again] == [(r.student_id, r.seconds) for r in results]
 
 
-def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, local_pool, local_cluster, tmp_path):
+def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, local_pool, local_cluster, dask_folder,
+                                                                   tmp_path):
     client = distributed.Client(local_cluster.scheduler_address)
     killed = []
 
@@ -131,6 +184,12 @@ def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, 
         client.close()
     assert killed, "no worker was killed: the test proved nothing"
     assert sorted(r.student_id for r in results) == sorted(STUDENTS), "every student exactly once"
+    # the killed worker could not clean up: its folder (the template it unpacked, the student's copy)
+    # goes when its nanny starts the next worker there
+    deadline = time.monotonic() + 60
+    while len(worker_folders(dask_folder)) > 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(worker_folders(dask_folder)) == 2, worker_folders(dask_folder)
     assert rows(tmp_path / "out") == rows(local_pool), "the same grades as the local pool"
     assert not any("grading failed" in p for r in results for p in r.problems), [r.problems for r in results]
 
@@ -150,7 +209,8 @@ def test_the_template_travels_without_what_each_worker_makes_itself(tmp_path):
         (template / name / "f.txt").write_text(name)
     (template / "gradebook.db").write_bytes(b"db")
     unpacked = cluster.worker_template(cluster.pack_template(template), "test-digest-1")
-    assert sorted(p.name for p in unpacked.iterdir()) == ["etc", "gradebook.db", "jupyter", "site", "solutions"]
+    assert sorted(p.name for p in unpacked.iterdir()) == ["etc", "gradebook.db", "jupyter", "release", "site",
+                                                          "solutions"]
     assert (unpacked / "site" / "f.txt").read_text() == "site" and not (unpacked / "etc" / "f.txt").exists()
     assert (unpacked / "jupyter" / "kernels").is_dir()  # this machine's kernelspec
     assert cluster.worker_template(b"not read again", "test-digest-1") == unpacked

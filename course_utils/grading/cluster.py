@@ -33,9 +33,9 @@ from typing import Iterator
 
 from . import sandbox
 
-# what a student's copy of the template never needs (release/) or what each worker makes for
-# its own Python (the kernelspec and the sandbox's /etc)
-NOT_SENT = ("release", "jupyter", "etc")
+# what each worker makes for its own Python (the kernelspec and the sandbox's /etc); release/
+# travels (a few hundred KB): the worker highlights its code once for every feedback page
+NOT_SENT = ("jupyter", "etc")
 _templates: dict[str, Path] = {}
 _helpers: dict = {}
 _lock = threading.Lock()
@@ -79,7 +79,7 @@ def worker_template(bundle: bytes, digest: str) -> Path:
         ready = _templates.get(digest)
         if ready is not None and ready.is_dir():
             return ready
-        root = Path(tempfile.mkdtemp(prefix=f"course-lab-template-{digest[:8]}-"))
+        root = Path(tempfile.mkdtemp(prefix=f"course-lab-template-{digest[:8]}-", dir=_worker_folder()))
         with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
             tar.extractall(root, filter="data")  # no links, devices or paths outside root
         sandbox.install_kernelspec(root / "jupyter")
@@ -96,11 +96,18 @@ def _helper():
     import concurrent.futures
     import multiprocessing
 
+    import multiprocessing.util
+
     with _lock:
         pool = _helpers.get("pool")
         if pool is None:
             pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
+            if not _helpers.get("leaves"):
+                # at the worker process's exit, before multiprocessing joins the helper (for ever, unless
+                # told to stop) and before its queues' own finalizers (priority 10) close their feeders
+                multiprocessing.util.Finalize(None, _leave, exitpriority=100)
+                _helpers["leaves"] = True
         return pool
 
 
@@ -158,13 +165,38 @@ async def dask_setup(worker) -> None:
 
 
 async def dask_teardown(worker) -> None:
-    """The grading process leaves with its worker, stopping its zygote on the way out."""
+    """The grading process leaves with its worker (`_leave`)."""
     import asyncio
 
+    await asyncio.to_thread(_leave)
+
+
+def _leave() -> None:
+    """When the worker closes (`dask_teardown`, or its process's exit for a worker started
+    without the preload): its grading process stops its zygote and exits, and the templates it
+    unpacked go. A worker that is killed cannot: its folder under the worker's local directory
+    (`_worker_folder`) is removed by the next worker Dask starts there."""
     with _lock:
         pool = _helpers.pop("pool", None)
+        templates = list(_templates.values())
+        _templates.clear()
     if pool is not None:
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+    for folder in templates:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker_folder() -> str | None:
+    """The Dask worker's local directory (None outside a worker): what a task unpacks or copies
+    goes there, so that a killed worker's files are removed by the next worker Dask starts on the
+    machine (it removes the folders of workers that are gone). The grading process's sockets stay
+    in /tmp: a socket's path must be short."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
 
 
 def _submit_from_daemon(pool, function, *args):
@@ -196,7 +228,7 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     if job.isolate:
         sandbox.require_bubblewrap()
     template = worker_template(bundle, template_digest)
-    work = Path(tempfile.mkdtemp(prefix="course-lab-work-"))
+    work = Path(tempfile.mkdtemp(prefix="course-lab-work-", dir=_worker_folder()))
     try:
         local = dataclasses.replace(job, template=str(template), work_dir=str(work / "work"),
                                     feedback_dir=str(work / "feedback"))
