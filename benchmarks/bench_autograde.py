@@ -5,8 +5,10 @@ notebooks with every answer filled in from the solutions, as the grading tests m
 every cell runs, the slowest case), then grades the same folder
 with `--workers 1` and with `--workers N` into fresh output folders, in one process, and
 prints a markdown table: wall time, seconds per submission, students per minute and the
-speed-up. Each run starts cold (no regrade cache), and each prepares its own nbgrader
-template, which is counted in its wall time as a TA would see it.
+speed-up. Each run starts cold (no regrade cache) in a fresh Python process, as a TA's
+`course-lab autograde` does: it pays its own imports and prepares its own nbgrader template,
+which are counted in its wall time as a TA would see them (a run in this process would find
+the imports of the run before it already done).
 
     python benchmarks/bench_autograde.py [--students 8] [--workers 2] [--timeout 60]
 
@@ -22,9 +24,10 @@ with 1 and with N workers, then a Dask `LocalCluster` (worker processes on loopb
 thread each, as `dask worker` runs them) with 1 and with N workers through `--scheduler`,
 started cold and started as docs/grading.md starts them (`--preload
 course_utils.grading.cluster`: each worker imports what grading needs before it joins);
-and prints each run's wall time, the speed-up from 1 to N workers and the cluster's time
-against the local pool's at equal workers. `--phases` adds where one student's seconds
-went (the first run's median per phase).
+and prints each run's wall time, the speed-up from 1 to N workers, the cluster's time
+against the local pool's at equal workers, and the steady state (students per minute once
+every worker grades, from one student's median seconds: what a class of hundreds sees).
+`--phases` adds where one student's seconds went (the first run's median per phase).
 """
 from __future__ import annotations
 
@@ -71,6 +74,25 @@ def run(submissions: Path, out: Path, workers: int, timeout: int, scheduler: str
             "median_student": statistics.median(per_student), "max_student": max(per_student), "phases": phases}
 
 
+ONE_RUN = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import bench_autograde
+print(json.dumps(bench_autograde.run(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                                     sys.argv[6] or None)))
+"""
+
+
+def run_fresh(submissions: Path, out: Path, workers: int, timeout: int, scheduler: str | None = None) -> dict:
+    """`run` in a fresh Python process (see the module's docstring)."""
+    proc = subprocess.run([sys.executable, "-c", ONE_RUN, str(Path(__file__).parent), str(submissions), str(out),
+                           str(workers), str(timeout), scheduler or ""], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the graded run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def print_phases(phases: dict) -> None:
     """One student's seconds by phase: nbgrader, and per notebook its kernel's start and its cells."""
     kernel = sum(v for k, v in phases.items() if k.startswith("kernel start"))
@@ -103,25 +125,32 @@ def cluster(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
+        # the three paths alternate at each number of workers, so that the box's drift falls on all
         for w in (1, args.workers):
-            rows.append(run(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
-        # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
-        for label, preload in (("Dask LocalCluster", []), (PRELOADED, ["course_utils.grading.cluster"])):
-            for w in (1, args.workers):
+            rows.append(run_fresh(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
+            # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
+            for label, preload in (("Dask LocalCluster", []), (PRELOADED, ["course_utils.grading.cluster"])):
                 with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
                                               dashboard_address=":0", memory_limit=0, preload=preload) as local:
-                    rows.append(run(subs, tmp / f"out-dask-{w}-{len(preload)}", w, args.timeout,
-                                    scheduler=local.scheduler_address) | {"label": label})
-    print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker\n")
+                    rows.append(run_fresh(subs, tmp / f"out-dask-{w}-{len(preload)}", w, args.timeout,
+                                          scheduler=local.scheduler_address) | {"label": label})
+    rows.sort(key=lambda r: ["local pool", "Dask LocalCluster", PRELOADED].index(r["label"]))
+    print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker. Steady "
+          "state: students per minute once every worker grades (workers x 60 / one student's median seconds), "
+          "without what a run pays once (the template, each worker's first student)\n")
     print("| path | workers | wall (s) | s per submission | students per minute | speed-up from 1 worker "
-          "| against the local pool at equal workers | full marks |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| against the local pool at equal workers | one student, median (s) | steady state: students per "
+          "minute, speed-up | full marks |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         same_path_1 = next(x for x in rows if x["label"] == r["label"] and x["workers"] == 1)
         pool = next(x for x in rows if x["label"] == "local pool" and x["workers"] == r["workers"])
+        steady = 60 * r["workers"] / r["median_student"]
+        steady_1 = 60 / same_path_1["median_student"]
         print(f"| {r['label']} | {r['workers']} | {r['wall']:.0f} | {r['wall'] / r['students']:.1f} | "
               f"{60 * r['students'] / r['wall']:.2f} | {same_path_1['wall'] / r['wall']:.2f}× | "
-              f"{r['wall'] / pool['wall']:.2f}× | {r['full_marks']}/{r['students']} |")
+              f"{r['wall'] / pool['wall']:.2f}× | {r['median_student']:.1f} | {steady:.2f}, {steady / steady_1:.2f}× | "
+              f"{r['full_marks']}/{r['students']} |")
     if args.phases:
         print_phases(rows[0]["phases"])
     return 0
@@ -170,7 +199,7 @@ def compare(args) -> int:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
         before = run_revision(args.against, args.students, tmp / "out-before", args.timeout, tmp)
-        after = run(subs, tmp / "out-after", 1, args.timeout) | {"label": "working tree"}
+        after = run_fresh(subs, tmp / "out-after", 1, args.timeout) | {"label": "working tree"}
         before.setdefault("phases", {})
     print(f"{args.students} submissions of the whole lab, one worker, each revision grading its own lab's "
           "solutions\n")
@@ -200,7 +229,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
-        rows = [run(subs, tmp / f"out-{i}", w, args.timeout) for i, w in enumerate((1, args.workers))]
+        rows = [run_fresh(subs, tmp / f"out-{i}", w, args.timeout) for i, w in enumerate((1, args.workers))]
     base = rows[0]["wall"]
     print(f"{args.students} submissions of the whole lab ({len(release_names())} notebooks each, every answer right)\n")
     print("| workers | wall (s) | s per submission (wall / students) | one student's grading, median / max (s) "
