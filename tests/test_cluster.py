@@ -209,11 +209,15 @@ def test_the_template_travels_without_what_each_worker_makes_itself(tmp_path):
         (template / name / "f.txt").write_text(name)
     (template / "gradebook.db").write_bytes(b"db")
     unpacked = cluster.worker_template(cluster.pack_template(template), "test-digest-1")
-    assert sorted(p.name for p in unpacked.iterdir()) == ["etc", "gradebook.db", "jupyter", "release", "site",
-                                                          "solutions"]
-    assert (unpacked / "site" / "f.txt").read_text() == "site" and not (unpacked / "etc" / "f.txt").exists()
-    assert (unpacked / "jupyter" / "kernels").is_dir()  # this machine's kernelspec
-    assert cluster.worker_template(b"not read again", "test-digest-1") == unpacked
+    try:
+        assert sorted(p.name for p in unpacked.iterdir()) == ["etc", "gradebook.db", "jupyter", "release", "site",
+                                                              "solutions"]
+        assert (unpacked / "site" / "f.txt").read_text() == "site" and not (unpacked / "etc" / "f.txt").exists()
+        assert (unpacked / "jupyter" / "kernels").is_dir()  # this machine's kernelspec
+        assert cluster.worker_template(b"not read again", "test-digest-1") == unpacked
+    finally:
+        cluster._leave()  # what a worker does when it closes: its templates go
+    assert not unpacked.exists()
 
 
 def test_scheduler_without_the_extra_says_how_to_install(monkeypatch):

@@ -95,7 +95,6 @@ def _helper():
     process with threads must not fork."""
     import concurrent.futures
     import multiprocessing
-
     import multiprocessing.util
 
     with _lock:
