@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import flags, forked, sandbox, scores, template as course_template, zygote
+from . import flags, forked, held_folders, sandbox, scores, template as course_template, zygote
 from .submissions import Submission, read_submissions
 
 ASSIGNMENT = "lab4"
@@ -200,8 +200,7 @@ def grade_student(job: GradingJob) -> StudentResult:
     shared = _worker_zygote(job)
     _remember_release(job.template)
     # short: Unix socket paths are limited to about 100 bytes
-    ipc_dir = Path(tempfile.mkdtemp(prefix="s-", dir=shared.spec.ipc_dir) if shared else
-                   tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    ipc_dir = Path(tempfile.mkdtemp(prefix="s-", dir=shared.spec.ipc_dir) if shared else held_folders.make("cl-"))
     sandbox.SandboxSpec(str(ipc_dir), str(template / "site"), str(template / "etc"),
                         memory_limit_gb=job.memory_limit_gb, isolate=job.isolate).write(course / "sandbox.json")
     env = _env(course, template, ipc_dir)
@@ -283,7 +282,7 @@ def grade_student(job: GradingJob) -> StudentResult:
     finally:
         lap("scores")
         shutil.rmtree(course, ignore_errors=True)
-        shutil.rmtree(ipc_dir, ignore_errors=True)
+        held_folders.drop(str(ipc_dir))  # (or a student's folder in its worker's held one)
         lap("cleanup")
     return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest,
                          {k: v for k, v in phases.items() if v > 0})
@@ -315,13 +314,13 @@ def _worker_zygote(job: GradingJob) -> "zygote.Zygote | None":
     if running is not None and _SHARED_ZYGOTE.get("key") == key and running.process.poll() is None:
         return running
     _stop_worker_zygote()
-    root = tempfile.mkdtemp(prefix="cl-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    root = held_folders.make("cl-")
     spec = sandbox.SandboxSpec(root, str(Path(job.template) / "site"), str(Path(job.template) / "etc"),
                                memory_limit_gb=job.memory_limit_gb, isolate=job.isolate)
     try:
         shared = zygote.Zygote(spec).start()
     except OSError:
-        shutil.rmtree(root, ignore_errors=True)
+        held_folders.drop(root)
         return None
     if not _SHARED_ZYGOTE:  # a pool worker leaves through multiprocessing's finalizers, not atexit
         atexit.register(_stop_worker_zygote)
@@ -335,7 +334,7 @@ def _stop_worker_zygote() -> None:
     _SHARED_ZYGOTE.pop("key", None)
     if running is not None:
         running.stop()
-        shutil.rmtree(running.spec.ipc_dir, ignore_errors=True)
+        held_folders.drop(running.spec.ipc_dir)
 
 
 def _add_timings(path: Path, phases: dict[str, float]) -> None:

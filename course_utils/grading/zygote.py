@@ -49,7 +49,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import sandbox
+from . import held_folders, sandbox
 
 CONTROL_ENV = sandbox.ZYGOTE_ENV  # the launcher's side: the control socket's path
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.data", "torchvision",
@@ -92,7 +92,7 @@ class Zygote:
 
     def __init__(self, spec, bwrap: str | None = None) -> None:
         self.spec, self.bwrap = spec, bwrap
-        self.folder = Path(tempfile.mkdtemp(prefix="clz-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        self.folder = Path(held_folders.make("clz-"))
         self.control = str(self.folder / "control.sock")
         self.process: subprocess.Popen | None = None
 
@@ -128,11 +128,7 @@ class Zygote:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # bubblewrap's PID 1: the whole sandbox goes with it
             self.process.wait()
-        try:
-            os.unlink(self.control)
-            self.folder.rmdir()
-        except OSError:
-            pass
+        held_folders.drop(str(self.folder))
 
     def __enter__(self) -> "Zygote":
         return self.start()
