@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import KernelManager
 
-from course_utils.grading import sandbox, template, zygote
+from course_utils.grading import held_folders, sandbox, template, zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.grading
@@ -190,7 +190,7 @@ def test_the_zygote_dies_with_its_grader(student, tmp_path):
     # its own parent-death signal, can leave its PID 1 behind (as it could for any cold kernel)
     code = ("import json, sys, time; from course_utils.grading import sandbox, zygote; "
             "spec = sandbox.SandboxSpec(**json.loads(open(sys.argv[1]).read())); "
-            "z = zygote.Zygote(spec).start(); time.sleep(3); print(z.process.pid, flush=True); time.sleep(600)")
+            "z = zygote.Zygote(spec).start(); time.sleep(3); print(z.folder, flush=True); time.sleep(600)")
     grader = subprocess.Popen([sys.executable, "-c", code, str(spec_file)], stdout=subprocess.PIPE, text=True)
 
     def sandboxed() -> list[str]:  # bubblewrap's processes of this sandbox (their command lines name the folder)
@@ -204,11 +204,13 @@ def test_the_zygote_dies_with_its_grader(student, tmp_path):
         return found
 
     try:
-        int(grader.stdout.readline())
+        control_folder = grader.stdout.readline().strip()
         assert sandboxed(), "the zygote's sandbox did not start"
         grader.kill()
         grader.wait()
         assert gone(sandboxed), "the zygote's sandbox outlived its grader"
+        # the killed grader could not remove its control socket's folder: the next grading does
+        assert control_folder in held_folders.sweep(min_age_s=0) and not os.path.exists(control_folder)
     finally:
         shutil.rmtree(ipc, ignore_errors=True)
 
