@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -50,9 +51,8 @@ def sweep(min_age_s: float = 60.0) -> list[str]:
         if not path.name.startswith(PREFIXES) or str(path) in _held:
             continue
         try:
-            info = path.lstat()
-            if not path.is_dir() or path.is_symlink() or info.st_uid != os.geteuid() \
-                    or time.time() - info.st_mtime < min_age_s:
+            info = path.lstat()  # a link is not a folder here, and is never followed
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or time.time() - info.st_mtime < min_age_s:
                 continue
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
