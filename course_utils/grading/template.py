@@ -13,9 +13,8 @@
 """
 from __future__ import annotations
 
+import ast
 import compileall
-import importlib
-import inspect
 import json
 import re
 import shutil
@@ -73,14 +72,20 @@ def build_site(course_root: Path, site: Path) -> Path:
     for module_path in sorted((package / "checks").glob("*.py")):
         if module_path.name == "__init__.py":
             continue
-        module = importlib.import_module(f"course_utils.checks.{module_path.stem}")
-        names = sorted(n for n, f in vars(module).items()
-                       if n.startswith("check_") and inspect.isfunction(f) and f.__module__ == module.__name__)
-        lines = "\n".join(f'{n} = remote_check("{module_path.stem}.{n}")' for n in names)
+        lines = "\n".join(f'{n} = remote_check("{module_path.stem}.{n}")' for n in check_names(module_path))
         (stubs / module_path.name).write_text(STUB.format(lines=lines))
     # compiled once here: the sandbox's copy is read-only, so a kernel could never cache it
     compileall.compile_dir(str(target), quiet=1)
     return site
+
+
+def check_names(module_path: Path) -> list[str]:
+    """The `check_*` functions a hidden-check module defines, read from its source: the TA's
+    machine need not import the checks (torch: seconds before a cluster's first task) to write
+    their stubs; the checker imports them where it grades."""
+    tree = ast.parse(module_path.read_text(), str(module_path))
+    return sorted(node.name for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("check_"))
 
 
 def test_cell_points(template: Path) -> dict[str, dict[str, float]]:
