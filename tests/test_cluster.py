@@ -110,6 +110,12 @@ def test_workers_started_with_the_preload_join_warm(local_cluster):
     with distributed.Client(local_cluster.scheduler_address) as client:
         # asked at once, before any task: each worker started its grading process and its imports as it started
         assert set(client.run(cluster.worker_is_warm).values()) == {True}
+        assert not any(profiling(client).values())  # its tasks only wait for the grading process
+
+
+def profiling(client) -> dict:
+    """Per worker: whether its statistical profiler runs."""
+    return client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
 
 
 def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
@@ -118,9 +124,11 @@ def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
                                                       memory_limit=0) as local:
         with distributed.Client(local.scheduler_address) as client:
             assert set(client.run(cluster.worker_is_warm).values()) == {False}  # no grading process yet
+            assert all(profiling(client).values())
             with cluster.connected(local.scheduler_address):  # what autograde does before preparing the template
                 # no task submitted: the worker's grading process was started and imports (waited for here)
                 assert set(client.run(cluster.worker_is_warm).values()) == {True}
+                assert not any(profiling(client).values())
 
 
 def test_a_worker_that_closes_leaves_nothing_behind(submissions, tmp_path):

@@ -157,6 +157,7 @@ async def dask_setup(worker) -> None:
     cluster with its grading process started and preloaded (`warm_helper`)."""
     import asyncio
 
+    _stop_profiling(worker)
     try:
         await asyncio.wrap_future(warm_helper())
     except Exception as err:  # the worker joins anyway
@@ -252,11 +253,24 @@ def connected(address: str):
         client.close()
 
 
-def _start_warming() -> None:
+def _start_warming(dask_worker=None) -> None:
+    if dask_worker is not None:
+        _stop_profiling(dask_worker)
     try:
         warm_helper()
     except Exception as err:  # only a head start
         _not_warmed(err)
+
+
+def _stop_profiling(worker) -> None:
+    """Stop the worker's statistical profiler (run in its event loop). It samples the threads that
+    run tasks every 10 ms, and here they only wait for the grading process (which it cannot
+    see): it would profile nothing, for half of what an idle worker costs (1.9% of a core
+    with it, 1.0% without, measured while a task waits)."""
+    for name in ("profile", "profile-cycle"):
+        callback = worker.periodic_callbacks.pop(name, None)
+        if callback is not None:
+            callback.stop()
 
 
 def _not_warmed(err: Exception) -> None:
