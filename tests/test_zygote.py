@@ -275,3 +275,30 @@ def test_without_the_sandbox_a_kernel_still_ends_with_what_it_started(student, t
             assert gone(sleepers), "a process of an unsandboxed kernel outlived it"
     finally:
         plain.stop()
+
+
+def test_a_request_the_zygote_refuses_ends_the_launcher_with_status_1(tmp_path, monkeypatch):
+    """A zygote that refuses a request closes the connection at once, maybe before the launcher
+    has finished sending or started reading: the launcher reports status 1 (no kernel), never a
+    broken pipe's traceback."""
+    import socket
+    import threading
+
+    folder = Path(tempfile.mkdtemp(prefix="clr-", dir="/tmp"))  # short: Unix socket paths are limited
+    try:
+        control = str(folder / "control.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(control)
+        server.listen(8)
+        connection = tmp_path / "kernel.json"
+        connection.write_text("{}")
+        spec = sandbox.SandboxSpec(str(folder), str(tmp_path), str(tmp_path))
+        monkeypatch.setenv(sandbox.SPEC_ENV, str(spec.write(tmp_path / "spec.json")))
+        for _ in range(20):  # the refusal lands before, during or after the request is sent
+            refuse = threading.Thread(target=lambda: server.accept()[0].close())
+            refuse.start()
+            assert zygote.launch(control, ["-f", str(connection)]) == 1
+            refuse.join()
+        server.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

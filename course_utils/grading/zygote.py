@@ -154,13 +154,16 @@ def launch(control: str, argv: list[str]) -> int | None:
     request = json.dumps({"connection": Path(connection).read_text(), "name": Path(connection).name,
                           "ipc_dir": spec["ipc_dir"]}).encode()
     message = struct.pack("!I", len(request)) + request
+    reply = b""
     with sock:
-        sent = socket.send_fds(sock, [message], [1, 2])  # the kernel's stdout and stderr are the launcher's
-        sock.sendall(message[sent:])
-        # the socket stays open while the kernel lives: closing it (this process killed) kills the kernel
-        reply = b""
-        while chunk := sock.recv(64):
-            reply += chunk
+        try:
+            sent = socket.send_fds(sock, [message], [1, 2])  # the kernel's stdout and stderr are the launcher's
+            sock.sendall(message[sent:])
+            # the socket stays open while the kernel lives: closing it (this process killed) kills the kernel
+            while chunk := sock.recv(64):
+                reply += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the zygote refused the request (and closed at once) or went away
     try:
         return int(reply.decode().strip())
     except ValueError:
