@@ -50,26 +50,40 @@ def test_timings_are_added_per_notebook(tmp_path):
     assert len(phases) == 3
 
 
-def test_the_grading_kernel_client_shakes_hands_without_the_idle_drain(tmp_path):
-    """GradingKernelClient: kernel_info answered and IOPub connected, then ready; cells run."""
+def test_the_grading_kernel_client_and_manager_wait_for_events_not_timers(tmp_path, monkeypatch):
+    """GradingKernelClient: kernel_info answered and IOPub connected, then ready; cells run; its
+    sockets retry connecting every RECONNECT_MS. GradingKernelManager: an immediate shutdown
+    returns once the kernel's process has exited and been reaped, without jupyter_client's
+    0.1 s polling sleep."""
     import asyncio
 
-    from jupyter_client import AsyncKernelManager
+    import jupyter_client.manager
+    import zmq
 
+    from course_utils.grading import kernel_client
     from course_utils.grading.autograde import _kernel_options
-    from course_utils.grading.kernel_client import GradingKernelClient
+    from course_utils.grading.kernel_client import GradingKernelClient, GradingKernelManager
 
-    assert "--KernelManager.client_class=course_utils.grading.kernel_client.GradingKernelClient" in \
-        _kernel_options(tmp_path, 30)
+    options = _kernel_options(tmp_path, 30)
+    assert "--KernelManager.client_class=course_utils.grading.kernel_client.GradingKernelClient" in options
+    assert "--ExecutePreprocessor.kernel_manager_class=course_utils.grading.kernel_client.GradingKernelManager" \
+        in options
+    slept = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds, *args):
+        slept.append(seconds)
+        return await real_sleep(seconds, *args)
 
     async def run() -> str:
-        km = AsyncKernelManager(kernel_name="python3",
-                                client_class="course_utils.grading.kernel_client.GradingKernelClient")
+        km = GradingKernelManager(kernel_name="python3",
+                                  client_class="course_utils.grading.kernel_client.GradingKernelClient")
         await km.start_kernel()
         kc = km.client()
         assert isinstance(kc, GradingKernelClient)
         kc.start_channels()
         try:
+            assert kc.shell_channel.socket.getsockopt(zmq.RECONNECT_IVL) == kernel_client.RECONNECT_MS < 100  # (0MQ's)
             await kc.wait_for_ready(timeout=60)
             out = []
             reply = await kc.execute_interactive("print(6 * 7)", timeout=30,
@@ -78,7 +92,12 @@ def test_the_grading_kernel_client_shakes_hands_without_the_idle_drain(tmp_path)
             return "".join(out)
         finally:
             kc.stop_channels()
+            process = km.provisioner.process
+            monkeypatch.setattr(jupyter_client.manager.asyncio, "sleep", sleep)
             await km.shutdown_kernel(now=True)
+            monkeypatch.undo()
+            assert process.returncode is not None and not km.has_kernel  # gone and reaped
+            assert 0.1 not in slept, slept
 
     assert asyncio.run(run()).strip() == "42"
 

@@ -178,6 +178,7 @@ def _kernel_options(ipc_dir: Path, timeout: int) -> list[str]:
     return ["--force", f"--ExecutePreprocessor.timeout={timeout}", "--ExecutePreprocessor.shutdown_kernel=immediate",
             f"--ExecutePreprocessor.kernel_name={sandbox.KERNEL_NAME}",
             "--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}",
+            "--ExecutePreprocessor.kernel_manager_class=course_utils.grading.kernel_client.GradingKernelManager",
             "--KernelManager.client_class=course_utils.grading.kernel_client.GradingKernelClient"]
 
 
