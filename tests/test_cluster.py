@@ -110,6 +110,8 @@ def test_workers_started_with_the_preload_join_warm(local_cluster):
     with distributed.Client(local_cluster.scheduler_address) as client:
         # asked at once, before any task: each worker started its grading process and its imports as it started
         assert set(client.run(cluster.worker_is_warm).values()) == {True}
+        zygotes = client.run(cluster.worker_zygote_pid)  # and its kernels' zygote, importing in its sandbox
+        assert all(zygotes.values()) and len(set(zygotes.values())) == 2, zygotes
         assert not any(profiling(client).values())  # its tasks only wait for the grading process
 
 
@@ -126,8 +128,10 @@ def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
             assert set(client.run(cluster.worker_is_warm).values()) == {False}  # no grading process yet
             assert all(profiling(client).values())
             with cluster.connected(local.scheduler_address):  # what autograde does before preparing the template
-                # no task submitted: the worker's grading process was started and imports (waited for here)
+                # no task submitted: the worker's grading process was started and imports (waited for here),
+                # and it started its kernels' zygote
                 assert set(client.run(cluster.worker_is_warm).values()) == {True}
+                assert all(client.run(cluster.worker_zygote_pid).values())
                 assert not any(profiling(client).values())
 
 
@@ -153,8 +157,14 @@ def test_a_worker_that_closes_leaves_nothing_behind(submissions, tmp_path):
 
 def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, tmp_path):
     out = tmp_path / "out"
-    results = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
-                        progress=False)
+    with distributed.Client(local_cluster.scheduler_address) as client:
+        client.run(cluster.worker_is_warm)
+        zygotes = client.run(cluster.worker_zygote_pid)
+        results = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address,
+                            timeout=30, progress=False)
+        # the zygotes the workers started as they joined graded everyone: the TA's template binds the
+        # same site/ and etc/ into the sandbox as the workers made for them
+        assert client.run(cluster.worker_zygote_pid) == zygotes
     assert (out / "grades.csv").read_text() == (local_pool / "grades.csv").read_text()
     assert {r.student_id: sum(r.scores.values()) for r in results} == {s: p for s, (_, p) in STUDENTS.items()}
     for student in STUDENTS:  # the feedback came back as data and was written here

@@ -1,5 +1,5 @@
-"""The prepared template's stubs: every hidden check the checker can run has its stub, read from
-the source without importing the checks."""
+"""The prepared template: every hidden check the checker can run has its stub, read from
+the source without importing the checks; the digest of what a kernel's sandbox binds from it."""
 import importlib
 import inspect
 from pathlib import Path
@@ -34,3 +34,23 @@ def test_the_sites_stubs_name_every_check(tmp_path):
         assert "expected" not in stub
         for name in template.check_names(path):
             assert f'{name} = remote_check("{path.stem}.{name}")' in stub
+
+
+def test_the_sandbox_digest_follows_the_files_a_sandbox_binds_not_their_compiled_caches(tmp_path):
+    """A cluster worker keeps the zygote it started on its own site/ for a TA's template only when
+    the sandbox would bind the same files."""
+    from course_utils.grading import sandbox
+
+    root = Path(template.__file__).resolve().parents[2]
+    for name in ("a", "b"):
+        template.build_site(root, tmp_path / name / "site")
+        sandbox.write_etc(tmp_path / name / "etc")
+    a, b = (template.sandbox_digest(tmp_path / n / "site", tmp_path / n / "etc") for n in ("a", "b"))
+    assert a == b
+    cache = next((tmp_path / "b" / "site").rglob("__pycache__/*.pyc"))
+    cache.write_bytes(b"compiled elsewhere")
+    assert template.sandbox_digest(tmp_path / "b" / "site", tmp_path / "b" / "etc") == a
+    (tmp_path / "b" / "site" / "course_utils" / "attacks.py").write_text("# another version\n", encoding="utf-8")
+    assert template.sandbox_digest(tmp_path / "b" / "site", tmp_path / "b" / "etc") != a
+    (tmp_path / "a" / "etc" / "group").write_text("student:x:0:\n")
+    assert template.sandbox_digest(tmp_path / "a" / "site", tmp_path / "a" / "etc") != a

@@ -310,14 +310,20 @@ def _worker_zygote(job: GradingJob) -> "zygote.Zygote | None":
     worker's threads): nbgrader_run then starts one per student."""
     if not forked.usable():
         return None
-    key = (job.template, job.memory_limit_gb, job.isolate)
+    template = Path(job.template)
+    return _shared_zygote(template / "site", template / "etc", job.memory_limit_gb, job.isolate)
+
+
+def _shared_zygote(site: Path, etc: Path, memory_limit_gb: float, isolate: bool) -> "zygote.Zygote | None":
+    """The worker's zygote for a sandbox that binds `site` and `etc`: the running one if it
+    binds the same files (`template.sandbox_digest`) under the same limits, else a new one."""
+    key = (course_template.sandbox_digest(site, etc), memory_limit_gb, isolate)
     running = _SHARED_ZYGOTE.get("zygote")
     if running is not None and _SHARED_ZYGOTE.get("key") == key and running.process.poll() is None:
         return running
     _stop_worker_zygote()
     root = held_folders.make("cl-")
-    spec = sandbox.SandboxSpec(root, str(Path(job.template) / "site"), str(Path(job.template) / "etc"),
-                               memory_limit_gb=job.memory_limit_gb, isolate=job.isolate)
+    spec = sandbox.SandboxSpec(root, str(site), str(etc), memory_limit_gb=memory_limit_gb, isolate=isolate)
     try:
         shared = zygote.Zygote(spec).start()
     except OSError:
@@ -328,6 +334,35 @@ def _worker_zygote(job: GradingJob) -> "zygote.Zygote | None":
         multiprocessing.util.Finalize(None, _stop_worker_zygote, exitpriority=10)
     _SHARED_ZYGOTE.update(zygote=shared, key=key)
     return shared
+
+
+def warm_worker(folder: str) -> None:
+    """A cluster worker's warm-up, in its grading process, before any student: grading's imports
+    (`forked.preload`), then its zygote, which imports in its sandbox in the background (about
+    4 s that the worker's first student no longer waits for). The zygote's site/ and etc/ are
+    made in `folder` from this machine's course package: the same files as the TA's template
+    carries when TA and worker run the same version, and then the first student keeps this
+    zygote; if they differ, that student starts one on the template's, as without a warm-up."""
+    forked.preload()
+    if _SHARED_ZYGOTE.get("zygote") is not None or not forked.usable():
+        return
+    try:
+        sandbox.require_bubblewrap()
+    except sandbox.SandboxUnavailable:
+        return  # (a worker that cannot sandbox refuses its first sandboxed student with the reason)
+    import course_utils
+
+    own = Path(folder)
+    shutil.rmtree(own / "site", ignore_errors=True)
+    course_template.build_site(Path(course_utils.__file__).parent.parent, own / "site")
+    sandbox.write_etc(own / "etc")
+    _shared_zygote(own / "site", own / "etc", sandbox.SandboxSpec.memory_limit_gb, True)
+
+
+def worker_zygote_pid() -> int | None:
+    """The process ID of this worker's running zygote, if any (to tell whether one was kept)."""
+    running = _SHARED_ZYGOTE.get("zygote")
+    return running.process.pid if running is not None and running.process.poll() is None else None
 
 
 def _stop_worker_zygote() -> None:

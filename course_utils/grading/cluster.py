@@ -128,13 +128,18 @@ def _in_helper(function, *args):
 
 def warm_helper():
     """Start this worker's grading process and have it import what grading needs (nbgrader,
-    torch, the hidden checks: `forked.preload`, about 10 s on one core) now, not with the
-    worker's first student. Returns that import's future: run from the TA's client when it
-    connects, it does not wait, so the workers import while the TA's machine prepares the
-    template."""
-    from . import forked
+    torch, the hidden checks: `forked.preload`, about 10 s on one core) and start its kernels'
+    zygote (`autograde.warm_worker`) now, not with the worker's first student. Returns that
+    warm-up's future: run from the TA's client when it connects, it does not wait, so the
+    workers import while the TA's machine prepares the template."""
+    from . import autograde
 
-    return _submit_from_daemon(_helper(), forked.preload)
+    with _lock:
+        folder = _helpers.get("sandbox")
+        if folder is None:  # the zygote's site/ and etc/, removed with the templates (`_leave`)
+            folder = _helpers["sandbox"] = Path(tempfile.mkdtemp(prefix="course-lab-sandbox-",
+                                                                 dir=_worker_folder()))
+    return _submit_from_daemon(_helper(), autograde.warm_worker, str(folder))
 
 
 def _grading_imports_done() -> bool:
@@ -150,6 +155,16 @@ def worker_is_warm() -> bool:
     with _lock:
         started = "pool" in _helpers
     return started and _in_helper(_grading_imports_done)
+
+
+def worker_zygote_pid() -> int | None:
+    """On a worker (`Client.run(worker_zygote_pid)`): the PID of its grading process's zygote (the
+    process its kernels fork from), None if it has none."""
+    from . import autograde
+
+    with _lock:
+        started = "pool" in _helpers
+    return _in_helper(autograde.worker_zygote_pid) if started else None
 
 
 async def dask_setup(worker) -> None:
@@ -173,16 +188,16 @@ async def dask_teardown(worker) -> None:
 
 def _leave() -> None:
     """When the worker closes (`dask_teardown`, or its process's exit for a worker started
-    without the preload): its grading process stops its zygote and exits, and the templates it
-    unpacked go. A worker that is killed cannot: its folder under the worker's local directory
+    without the preload): its grading process stops its zygote and exits, and the folders the
+    worker made go (the templates it unpacked, its zygote's site/). A worker that is killed cannot: its folder under the worker's local directory
     (`_worker_folder`) is removed by the next worker Dask starts there."""
     with _lock:
         pool = _helpers.pop("pool", None)
-        templates = list(_templates.values())
+        folders = [*_templates.values(), *([_helpers.pop("sandbox")] if "sandbox" in _helpers else [])]
         _templates.clear()
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
-    for folder in templates:
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
 

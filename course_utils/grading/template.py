@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import compileall
+import hashlib
 import json
 import re
 import shutil
@@ -86,6 +87,20 @@ def check_names(module_path: Path) -> list[str]:
     tree = ast.parse(module_path.read_text(), str(module_path))
     return sorted(node.name for node in tree.body
                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("check_"))
+
+
+def sandbox_digest(site: Path, etc: Path) -> str:
+    """A digest of what a kernel's sandbox binds from a template (site/ and etc/): the files'
+    paths and bytes, without Python's compiled caches (written from the same sources, but not
+    byte for byte on two machines). A worker keeps its zygote for a template with the same."""
+    h = hashlib.sha256()
+    for label, folder in (("site", Path(site)), ("etc", Path(etc))):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(f"{label}/{path.relative_to(folder)}".encode() + b"\0")
+                h.update(path.read_bytes())
+                h.update(b"\0")
+    return h.hexdigest()
 
 
 def test_cell_points(template: Path) -> dict[str, dict[str, float]]:
