@@ -112,7 +112,13 @@ def test_workers_started_with_the_preload_join_warm(local_cluster):
         assert set(client.run(cluster.worker_is_warm).values()) == {True}
         zygotes = client.run(cluster.worker_zygote_pid)  # and its kernels' zygote, importing in its sandbox
         assert all(zygotes.values()) and len(set(zygotes.values())) == 2, zygotes
+        # whose site/ lies in the worker's local directory (Dask removes a killed worker's, not /tmp)
+        assert all(client.run(zygote_folder_is_the_workers).values())
         assert not any(profiling(client).values())  # its tasks only wait for the grading process
+
+
+def zygote_folder_is_the_workers(dask_worker) -> bool:
+    return Path(dask_worker.local_directory) in cluster._helpers["sandbox"].parents
 
 
 def profiling(client) -> dict:
@@ -132,6 +138,7 @@ def test_cold_workers_warm_up_while_the_ta_prepares_the_template():
                 # and it started its kernels' zygote
                 assert set(client.run(cluster.worker_is_warm).values()) == {True}
                 assert all(client.run(cluster.worker_zygote_pid).values())
+                assert all(client.run(zygote_folder_is_the_workers).values())
                 assert not any(profiling(client).values())
 
 

@@ -126,19 +126,20 @@ def _in_helper(function, *args):
                 raise
 
 
-def warm_helper():
+def warm_helper(local_directory: str | None = None):
     """Start this worker's grading process and have it import what grading needs (nbgrader,
     torch, the hidden checks: `forked.preload`, about 10 s on one core) and start its kernels'
     zygote (`autograde.warm_worker`) now, not with the worker's first student. Returns that
     warm-up's future: run from the TA's client when it connects, it does not wait, so the
-    workers import while the TA's machine prepares the template."""
+    workers import while the TA's machine prepares the template. `local_directory`: the Dask
+    worker's (`_worker_folder` cannot find a worker still starting, as in `dask_setup`)."""
     from . import autograde
 
     with _lock:
         folder = _helpers.get("sandbox")
         if folder is None:  # the zygote's site/ and etc/, removed with the templates (`_leave`)
             folder = _helpers["sandbox"] = Path(tempfile.mkdtemp(prefix="course-lab-sandbox-",
-                                                                 dir=_worker_folder()))
+                                                                 dir=local_directory or _worker_folder()))
     return _submit_from_daemon(_helper(), autograde.warm_worker, str(folder))
 
 
@@ -174,7 +175,7 @@ async def dask_setup(worker) -> None:
 
     _stop_profiling(worker)
     try:
-        await asyncio.wrap_future(warm_helper())
+        await asyncio.wrap_future(warm_helper(worker.local_directory))
     except Exception as err:  # the worker joins anyway
         _not_warmed(err)
 
@@ -272,7 +273,7 @@ def _start_warming(dask_worker=None) -> None:
     if dask_worker is not None:
         _stop_profiling(dask_worker)
     try:
-        warm_helper()
+        warm_helper(dask_worker.local_directory if dask_worker is not None else None)
     except Exception as err:  # only a head start
         _not_warmed(err)
 
