@@ -353,7 +353,6 @@ def warm_worker(folder: str) -> None:
     import course_utils
 
     own = Path(folder)
-    shutil.rmtree(own / "site", ignore_errors=True)
     course_template.build_site(Path(course_utils.__file__).parent.parent, own / "site")
     sandbox.write_etc(own / "etc")
     _shared_zygote(own / "site", own / "etc", sandbox.SandboxSpec.memory_limit_gb, True)

@@ -153,9 +153,7 @@ def worker_is_warm() -> bool:
     """On a worker (`Client.run(worker_is_warm)`): whether its grading process runs with
     grading's imports done (waiting for them if they are under way), so that its next student
     pays for neither."""
-    with _lock:
-        started = "pool" in _helpers
-    return started and _in_helper(_grading_imports_done)
+    return _helper_started() and _in_helper(_grading_imports_done)
 
 
 def worker_zygote_pid() -> int | None:
@@ -163,9 +161,12 @@ def worker_zygote_pid() -> int | None:
     process its kernels fork from), None if it has none."""
     from . import autograde
 
+    return _in_helper(autograde.worker_zygote_pid) if _helper_started() else None
+
+
+def _helper_started() -> bool:
     with _lock:
-        started = "pool" in _helpers
-    return _in_helper(autograde.worker_zygote_pid) if started else None
+        return "pool" in _helpers
 
 
 async def dask_setup(worker) -> None:
@@ -190,12 +191,15 @@ async def dask_teardown(worker) -> None:
 def _leave() -> None:
     """When the worker closes (`dask_teardown`, or its process's exit for a worker started
     without the preload): its grading process stops its zygote and exits, and the folders the
-    worker made go (the templates it unpacked, its zygote's site/). A worker that is killed cannot: its folder under the worker's local directory
-    (`_worker_folder`) is removed by the next worker Dask starts there."""
+    worker made go (the templates it unpacked, its zygote's site/). A worker that is killed
+    cannot: its folder under the worker's local directory (`_worker_folder`) is removed by the
+    next worker Dask starts there."""
     with _lock:
         pool = _helpers.pop("pool", None)
-        folders = [*_templates.values(), *([_helpers.pop("sandbox")] if "sandbox" in _helpers else [])]
+        folders = list(_templates.values())
         _templates.clear()
+        if "sandbox" in _helpers:
+            folders.append(_helpers.pop("sandbox"))
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
     for folder in folders:
