@@ -27,6 +27,12 @@ course_utils.grading.cluster`: each worker imports what grading needs before it 
 and prints each run's wall time, the speed-up from 1 to N workers, the cluster's time
 against the local pool's at equal workers, and the steady state (students per minute once
 every worker grades, from one student's median seconds: what a class of hundreds sees).
+The box's speed drifts by more than the effects measured, so each path's runs with 1 and N
+workers are neighbours in time; `--repeats 2` adds a second round in mirrored order (ABBA),
+which gives every run the same mean position in time, and reports the rounds' mean:
+
+    python benchmarks/bench_autograde.py --cluster --students 12 --repeats 2
+
 `--phases` adds where one student's seconds went (the first run's median per phase).
 """
 from __future__ import annotations
@@ -115,42 +121,70 @@ def print_phases(phases: dict) -> None:
         print(f"| {stem} | {phases.get(f'kernel start {stem}', 0.0):.1f} | {phases.get(f'cells {stem}', 0.0):.1f} |")
 
 
-PRELOADED = "Dask, workers started with `--preload course_utils.grading.cluster`"
+COLD = "Dask LocalCluster, cold workers"
+PRELOADED = "Dask LocalCluster, workers started with `--preload course_utils.grading.cluster`"
+
+
+def _cluster_run(subs: Path, out: Path, label: str, workers: int, timeout: int) -> dict:
+    """One cold run of one path: the local pool, or a fresh LocalCluster, cold or preloaded."""
+    import distributed
+
+    if label == "local pool":
+        return run_fresh(subs, out, workers, timeout) | {"label": label}
+    # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
+    preload = ["course_utils.grading.cluster"] if label == PRELOADED else []
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0", memory_limit=0, preload=preload) as local:
+        return run_fresh(subs, out, workers, timeout, scheduler=local.scheduler_address) | {"label": label}
+
+
+def cluster_schedule(workers: int, repeats: int) -> list[tuple[str, int]]:
+    """The runs' order: each path's 1- and N-worker runs side by side, every second round mirrored.
+
+    The box's speed drifts over minutes by more than the effect measured, so runs compared
+    with each other are neighbours, and with two rounds (ABBA) every run's mean position in
+    time is the same: a linear drift falls on all alike.
+    """
+    one_round = [("local pool", 1), ("local pool", workers), (COLD, workers), (COLD, 1),
+                 (PRELOADED, 1), (PRELOADED, workers)]
+    return [run for i in range(repeats) for run in (one_round if i % 2 == 0 else one_round[::-1])]
 
 
 def cluster(args) -> int:
-    import distributed
-
-    rows = []
+    runs = []
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
-        # the three paths alternate at each number of workers, so that the box's drift falls on all
+        for i, (label, w) in enumerate(cluster_schedule(args.workers, args.repeats)):
+            runs.append(_cluster_run(subs, tmp / f"out-{i}", label, w, args.timeout))
+    short = {"local pool": "pool", COLD: "cold", PRELOADED: "preloaded"}
+    order = ", ".join(f"{short[label]} {w}" for label, w in cluster_schedule(args.workers, 1))
+    rows = []
+    for label in ("local pool", COLD, PRELOADED):
         for w in (1, args.workers):
-            rows.append(run_fresh(subs, tmp / f"out-pool-{w}", w, args.timeout) | {"label": "local pool"})
-            # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
-            for label, preload in (("Dask LocalCluster", []), (PRELOADED, ["course_utils.grading.cluster"])):
-                with distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                              dashboard_address=":0", memory_limit=0, preload=preload) as local:
-                    rows.append(run_fresh(subs, tmp / f"out-dask-{w}-{len(preload)}", w, args.timeout,
-                                          scheduler=local.scheduler_address) | {"label": label})
-    rows.sort(key=lambda r: ["local pool", "Dask LocalCluster", PRELOADED].index(r["label"]))
-    print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker. Steady "
+            same = [r for r in runs if r["label"] == label and r["workers"] == w]
+            rows.append({"label": label, "workers": w, "walls": [r["wall"] for r in same],
+                         "wall": statistics.mean(r["wall"] for r in same), "students": same[0]["students"],
+                         "median_student": statistics.mean(r["median_student"] for r in same),
+                         "full_marks": min(r["full_marks"] for r in same), "phases": same[0]["phases"]})
+    print(f"{args.students} submissions of the whole lab, every answer right; one thread per worker; "
+          f"{args.repeats} round(s), in the order {order}"
+          f"{' (every second round mirrored); wall and median: the rounds mean' if args.repeats > 1 else ''}. Steady "
           "state: students per minute once every worker grades (workers x 60 / one student's median seconds), "
           "without what a run pays once (the template, each worker's first student)\n")
-    print("| path | workers | wall (s) | s per submission | students per minute | speed-up from 1 worker "
-          "| against the local pool at equal workers | one student, median (s) | steady state: students per "
-          "minute, speed-up | full marks |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| path | workers | wall (s) | each round's wall (s) | s per submission | students per minute "
+          "| speed-up from 1 worker | against the local pool at equal workers | one student, median (s) "
+          "| steady state: students per minute, speed-up | full marks |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         same_path_1 = next(x for x in rows if x["label"] == r["label"] and x["workers"] == 1)
         pool = next(x for x in rows if x["label"] == "local pool" and x["workers"] == r["workers"])
         steady = 60 * r["workers"] / r["median_student"]
         steady_1 = 60 / same_path_1["median_student"]
-        print(f"| {r['label']} | {r['workers']} | {r['wall']:.0f} | {r['wall'] / r['students']:.1f} | "
-              f"{60 * r['students'] / r['wall']:.2f} | {same_path_1['wall'] / r['wall']:.2f}× | "
-              f"{r['wall'] / pool['wall']:.2f}× | {r['median_student']:.1f} | {steady:.2f}, {steady / steady_1:.2f}× | "
-              f"{r['full_marks']}/{r['students']} |")
+        print(f"| {r['label']} | {r['workers']} | {r['wall']:.0f} | {' / '.join(f'{x:.0f}' for x in r['walls'])} | "
+              f"{r['wall'] / r['students']:.1f} | {60 * r['students'] / r['wall']:.2f} | "
+              f"{same_path_1['wall'] / r['wall']:.2f}× | {r['wall'] / pool['wall']:.2f}× | {r['median_student']:.1f} | "
+              f"{steady:.2f}, {steady / steady_1:.2f}× | {r['full_marks']}/{r['students']} |")
     if args.phases:
         print_phases(rows[0]["phases"])
     return 0
@@ -220,6 +254,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=60)
     parser.add_argument("--against", metavar="REV", help="compare with the grading code of this git revision")
     parser.add_argument("--cluster", action="store_true", help="local pool against a Dask LocalCluster")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="with --cluster: rounds of the six runs, every second one in mirrored order")
     parser.add_argument("--phases", action="store_true", help="also print where one student's seconds went")
     args = parser.parse_args()
     if args.against:
