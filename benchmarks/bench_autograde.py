@@ -121,15 +121,17 @@ def print_phases(phases: dict) -> None:
         print(f"| {stem} | {phases.get(f'kernel start {stem}', 0.0):.1f} | {phases.get(f'cells {stem}', 0.0):.1f} |")
 
 
+POOL = "local pool"
 COLD = "Dask LocalCluster, cold workers"
 PRELOADED = "Dask LocalCluster, workers started with `--preload course_utils.grading.cluster`"
+PATHS = {POOL: "pool", COLD: "cold", PRELOADED: "preloaded"}  # the rows' labels, and their short names
 
 
 def _cluster_run(subs: Path, out: Path, label: str, workers: int, timeout: int) -> dict:
     """One cold run of one path: the local pool, or a fresh LocalCluster, cold or preloaded."""
     import distributed
 
-    if label == "local pool":
+    if label == POOL:
         return run_fresh(subs, out, workers, timeout) | {"label": label}
     # (Dask's nanny sets OMP_NUM_THREADS=1 here too; grading sets it anyway)
     preload = ["course_utils.grading.cluster"] if label == PRELOADED else []
@@ -145,7 +147,7 @@ def cluster_schedule(workers: int, repeats: int) -> list[tuple[str, int]]:
     with each other are neighbours, and with two rounds (ABBA) every run's mean position in
     time is the same: a linear drift falls on all alike.
     """
-    one_round = [("local pool", 1), ("local pool", workers), (COLD, workers), (COLD, 1),
+    one_round = [(POOL, 1), (POOL, workers), (COLD, workers), (COLD, 1),
                  (PRELOADED, 1), (PRELOADED, workers)]
     return [run for i in range(repeats) for run in (one_round if i % 2 == 0 else one_round[::-1])]
 
@@ -157,10 +159,9 @@ def cluster(args) -> int:
         subs = make_submissions(tmp / "submissions", args.students)
         for i, (label, w) in enumerate(cluster_schedule(args.workers, args.repeats)):
             runs.append(_cluster_run(subs, tmp / f"out-{i}", label, w, args.timeout))
-    short = {"local pool": "pool", COLD: "cold", PRELOADED: "preloaded"}
-    order = ", ".join(f"{short[label]} {w}" for label, w in cluster_schedule(args.workers, 1))
+    order = ", ".join(f"{PATHS[label]} {w}" for label, w in cluster_schedule(args.workers, 1))
     rows = []
-    for label in ("local pool", COLD, PRELOADED):
+    for label in PATHS:
         for w in (1, args.workers):
             same = [r for r in runs if r["label"] == label and r["workers"] == w]
             rows.append({"label": label, "workers": w, "walls": [r["wall"] for r in same],
@@ -178,7 +179,7 @@ def cluster(args) -> int:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         same_path_1 = next(x for x in rows if x["label"] == r["label"] and x["workers"] == 1)
-        pool = next(x for x in rows if x["label"] == "local pool" and x["workers"] == r["workers"])
+        pool = next(x for x in rows if x["label"] == POOL and x["workers"] == r["workers"])
         steady = 60 * r["workers"] / r["median_student"]
         steady_1 = 60 / same_path_1["median_student"]
         print(f"| {r['label']} | {r['workers']} | {r['wall']:.0f} | {' / '.join(f'{x:.0f}' for x in r['walls'])} | "

@@ -3,8 +3,10 @@
 Grades the same `--students` whole-lab submissions with the local pool in the order 1, 2, 2, 1
 workers (each run cold, in a fresh process, as `bench_autograde.py` runs it) and reads the
 box's `/proc/stat` before and after each run: user, system, idle and stolen CPU seconds per
-student. More user time per student with two workers means the same work runs slower on
-both cores at once (shared cache, memory, host); more idle means waiting.
+student, and the cores the run kept busy (user and system seconds over the wall). More user
+time per student with two workers means the same work runs slower on both cores at once
+(shared cache, memory, host); more idle means waiting; more than one core busy with one
+worker is work beside the student's chain that two workers on two cores cannot overlap.
 
     python benchmarks/bench_cpu_per_student.py [--students 4]
 """
@@ -36,7 +38,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=60)
     args = parser.parse_args()
     print("| workers | wall (s) | one student, median (s) | user CPU per student (s) | system (s) | idle (s) "
-          "| steal (s) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| steal (s) | cores busy |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         tmp = Path(tmp)
         subs = bench_autograde.make_submissions(tmp / "submissions", args.students)
@@ -45,8 +47,9 @@ def main() -> int:
             run = bench_autograde.run_fresh(subs, tmp / f"out-{i}", workers, args.timeout)
             after = cpu_seconds()
             per = {k: (after[k] - before[k]) / run["students"] for k in before}
+            busy = (per["user"] + per["system"]) * run["students"] / run["wall"]
             print(f"| {workers} | {run['wall']:.0f} | {run['median_student']:.1f} | {per['user']:.1f} | "
-                  f"{per['system']:.1f} | {per['idle']:.1f} | {per['steal']:.2f} |", flush=True)
+                  f"{per['system']:.1f} | {per['idle']:.1f} | {per['steal']:.2f} | {busy:.2f} |", flush=True)
     return 0
 
 

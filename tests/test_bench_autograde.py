@@ -14,9 +14,8 @@ _spec.loader.exec_module(bench)
 
 def test_each_paths_two_runs_are_neighbours():
     order = bench.cluster_schedule(2, 1)
-    assert sorted(order) == sorted({(label, w) for label in ("local pool", bench.COLD, bench.PRELOADED)
-                                    for w in (1, 2)})
-    for label in ("local pool", bench.COLD, bench.PRELOADED):
+    assert sorted(order) == sorted({(label, w) for label in bench.PATHS for w in (1, 2)})
+    for label in bench.PATHS:
         assert abs(order.index((label, 1)) - order.index((label, 2))) == 1
 
 
