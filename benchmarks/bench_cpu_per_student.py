@@ -9,30 +9,39 @@ time per student with two workers means the same work runs slower on both cores 
 worker is work beside the student's chain that two workers on two cores cannot overlap.
 
 `--by-process` also reads every process of the graded run from `/proc` every 0.1 s
-and adds, per run, their CPU seconds and minor page faults per student by role: the TA's
-process (template, results), the pool's workers and the template's nbgrader, the nbgrader
-runs (autograde with the checker, feedback), the kernels' launchers, the zygotes (their
-imports) and the kernels (the student's cells). A process's last tenth of a second, and a
-process shorter than that, are not seen; the "seen" row says how much of the box's CPU time
-the roles cover. The sampling itself takes a few percent of a core.
+and adds, per run, their CPU seconds and minor page faults per student by role (`ROLES`):
+the TA's process (template, results), the pool's workers and the template's nbgrader, the
+nbgrader runs (autograde with the checker, feedback), the kernels' launchers, the zygotes
+(their imports) and the kernels (their start and the student's cells). A process's last
+tenth of a second, and a process shorter than that, are not seen; the "seen" row says how
+much of the box's CPU time the roles cover, the "sampler" row what the reading cost. The
+roles follow the command lines: a pool worker is a fork of the TA's process (the `fork`
+start method, Linux's default before Python 3.14).
 
     python benchmarks/bench_cpu_per_student.py [--students 4] [--by-process]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_autograde  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROLES = ("TA (template, results)", "pool workers, the template's nbgrader", "nbgrader runs (autograde + checker, "
-         "feedback)", "kernel launchers", "zygotes (imports)", "kernels (the student's cells)", "bubblewrap, others")
+ROLES = {"ta": "TA's process (template, results)",
+         "workers": "pool workers, the template's nbgrader",
+         "nbgrader": "nbgrader runs (autograde + checker, feedback)",
+         "launchers": "kernel launchers",
+         "zygotes": "zygotes (imports)",
+         "kernels": "kernels (start, the student's cells)",
+         "others": "bubblewrap, others"}
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -46,10 +55,11 @@ def cpu_seconds() -> dict[str, float]:
 class ProcessSampler:
     """Every process, read from /proc every `interval` seconds in a thread: per process (its
     PID and start time), its parent, command line, and its user and system seconds and minor
-    page faults (all its threads) as last seen."""
+    page faults (all its threads) as last seen; `own` is the reading's own CPU seconds."""
 
-    def __init__(self, interval: float = 0.1) -> None:
-        self.interval, self.processes, self._stop = interval, {}, threading.Event()
+    def __init__(self, interval: float = 0.1, proc: str = "/proc") -> None:
+        self.interval, self.proc, self.processes, self.own = interval, proc, {}, 0.0
+        self._stop, self._error = threading.Event(), None
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> "ProcessSampler":
@@ -59,58 +69,77 @@ class ProcessSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self._error is not None:  # totals from a sampler that died would be silently low
+            raise RuntimeError("the /proc sampler failed") from self._error
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                self.sample()
+                self._stop.wait(self.interval)
+        except BaseException as err:
+            self._error = err
+        finally:
+            self.own = time.thread_time()
 
     def sample(self) -> None:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        for pid in filter(str.isdigit, os.listdir(self.proc)):
             try:  # the process's line counts its threads, the finished ones too
-                with open(f"/proc/{pid}/stat", "rb") as f:
+                with open(f"{self.proc}/{pid}/stat", "rb") as f:
                     line = f.read()
             except OSError:  # gone meanwhile: what was seen of it stays
                 continue
-            fields = line[line.rindex(b")") + 2:].split()
+            if b")" not in line:
+                continue
+            name, fields = line[line.index(b"(") + 1:line.rindex(b")")], line[line.rindex(b")") + 2:].split()
             key = (int(pid), int(fields[19]))  # (PID, start time): a PID used twice is two processes
-            seen = self.processes.get(key)
-            if seen is None:
+            seen = self.processes.setdefault(key, {"ppid": int(fields[1]), "command": "", "name": None, "reads": 0})
+            # a fork may be seen before it execs: its command line is read again while it is young
+            # (its first three reads) and whenever its name changes
+            if seen["reads"] < 3 or seen["name"] != name or not seen["command"]:
                 try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                    with open(f"{self.proc}/{pid}/cmdline", "rb") as f:
+                        seen["command"] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
                 except OSError:
-                    continue
-                seen = self.processes[key] = {"ppid": int(fields[1]), "command": command}
-            seen.update(user=int(fields[11]) / TICKS, system=int(fields[12]) / TICKS, faults=int(fields[7]))
+                    pass
+                seen["name"] = name
+            seen["reads"] += 1
+            seen.update(start=key[1], user=int(fields[11]) / TICKS, system=int(fields[12]) / TICKS,
+                        faults=int(fields[7]))
 
 
 def roles(processes: dict, root: int) -> dict[str, dict[str, float]]:
     """CPU seconds and minor page faults of `root` (the graded run's process) and its
-    descendants, by role (`ROLES`), from `ProcessSampler.processes`."""
-    by_pid = {pid: p for (pid, _), p in processes.items()}  # (a PID reused within a run: the last)
+    descendants, by role (the keys of `ROLES`), from `ProcessSampler.processes`."""
+    by_pid: dict[int, list[dict]] = {}
+    for (pid, start), p in sorted(processes.items(), key=lambda item: item[0][1]):
+        by_pid.setdefault(pid, []).append({**p, "pid": pid, "start": start})
+
+    def parent(p: dict) -> dict | None:  # the process that had the parent's PID when `p` started
+        earlier = [q for q in by_pid.get(p["ppid"], []) if q["start"] <= p["start"]]
+        return earlier[-1] if earlier else None
+
     totals = {role: {"user": 0.0, "system": 0.0, "faults": 0} for role in ROLES}
-    top = by_pid.get(root, {}).get("command")
-    for (pid, _), p in processes.items():
-        chain, parent = [p], by_pid.get(p["ppid"])
-        while chain[-1] is not by_pid.get(root) and parent is not None and len(chain) < 64:
-            chain.append(parent)
-            parent = by_pid.get(parent["ppid"])
-        if chain[-1] is not by_pid.get(root):
-            continue  # not the graded run's
-        if pid == root:
-            role = ROLES[0]
-        elif p["command"] == top:
-            role = ROLES[1] if p["ppid"] == root else ROLES[2]
-        elif _runs(p["command"], "course_utils.grading.sandbox"):
-            role = ROLES[3]
-        elif _runs(p["command"], "course_utils.grading.zygote"):
-            role = ROLES[5] if _runs(by_pid.get(p["ppid"], {}).get("command", ""), "course_utils.grading.zygote") \
-                else ROLES[4]
-        else:
-            role = ROLES[6]
-        for k in totals[role]:
-            totals[role][k] += p.get(k, 0)
+    for group in by_pid.values():
+        for p in group:
+            chain = [p]
+            while chain[-1]["pid"] != root and len(chain) < 64 and (up := parent(chain[-1])) is not None:
+                chain.append(up)
+            if chain[-1]["pid"] != root:
+                continue  # not the graded run's
+            up = parent(p)
+            if p["pid"] == root:
+                role = "ta"
+            elif p["command"] == chain[-1]["command"]:
+                role = "workers" if p["ppid"] == root else "nbgrader"
+            elif _runs(p["command"], "course_utils.grading.sandbox"):
+                role = "launchers"
+            elif _runs(p["command"], "course_utils.grading.zygote"):
+                role = "kernels" if up and _runs(up["command"], "course_utils.grading.zygote") else "zygotes"
+            else:
+                role = "others"
+            for k in totals[role]:
+                totals[role][k] += p.get(k, 0)
     return totals
 
 
@@ -136,10 +165,7 @@ def main() -> int:
         for i, workers in enumerate((1, 2, 2, 1)):
             sampler = ProcessSampler() if args.by_process else None
             before = cpu_seconds()
-            if sampler is not None:
-                with sampler:
-                    run = bench_autograde.run_fresh(subs, tmp / f"out-{i}", workers, args.timeout)
-            else:
+            with sampler or contextlib.nullcontext():
                 run = bench_autograde.run_fresh(subs, tmp / f"out-{i}", workers, args.timeout)
             after = cpu_seconds()
             per = {k: (after[k] - before[k]) / run["students"] for k in before}
@@ -149,7 +175,7 @@ def main() -> int:
             if sampler is not None:
                 root = next(pid for (pid, _), p in sampler.processes.items()
                             if p["ppid"] == os.getpid() and "bench_autograde" in p["command"])
-                by_process.append((workers, run, per, roles(sampler.processes, root)))
+                by_process.append((workers, run, per, roles(sampler.processes, root), sampler.own))
     if by_process:
         print_roles(by_process)
     return 0
@@ -160,13 +186,15 @@ def print_roles(runs: list) -> None:
     print("\nCPU seconds per student (user + system), by process; page faults per student in thousands")
     heads = " | ".join(f"{w} worker{'s' if w > 1 else ''}, run {i + 1}" for i, (w, *_) in enumerate(runs))
     print(f"| role | {heads} |\n| --- |" + " ---: |" * len(runs))
-    for role in ROLES:
+    for role, label in ROLES.items():
         cells = [f"{(t[role]['user'] + t[role]['system']) / run['students']:.2f} "
-                 f"({t[role]['faults'] / run['students'] / 1000:.0f}k)" for _, run, _, t in runs]
-        print(f"| {role} | " + " | ".join(cells) + " |")
-    seen = [sum(r["user"] + r["system"] for r in t.values()) / run["students"] for _, run, _, t in runs]
-    box = [per["user"] + per["system"] for _, _, per, _ in runs]
+                 f"({t[role]['faults'] / run['students'] / 1000:.0f}k)" for _, run, _, t, _ in runs]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    seen = [sum(r["user"] + r["system"] for r in t.values()) / run["students"] for _, run, _, t, _ in runs]
+    box = [per["user"] + per["system"] for _, _, per, _, _ in runs]
     print("| seen, of the box's CPU per student | " + " | ".join(f"{s:.1f} of {b:.1f}" for s, b in zip(seen, box)) + " |")
+    print("| the sampler's own CPU per student | " + " | ".join(f"{own / run['students']:.2f}" for _, run, _, _, own in runs)
+          + " |")
 
 
 if __name__ == "__main__":
