@@ -104,8 +104,7 @@ class ProcessSampler:
                     pass
                 seen["name"] = name
             seen["reads"] += 1
-            seen.update(start=key[1], user=int(fields[11]) / TICKS, system=int(fields[12]) / TICKS,
-                        faults=int(fields[7]))
+            seen.update(user=int(fields[11]) / TICKS, system=int(fields[12]) / TICKS, faults=int(fields[7]))
 
 
 def roles(processes: dict, root: int) -> dict[str, dict[str, float]]:
@@ -127,7 +126,7 @@ def roles(processes: dict, root: int) -> dict[str, dict[str, float]]:
                 chain.append(up)
             if chain[-1]["pid"] != root:
                 continue  # not the graded run's
-            up = parent(p)
+            up = chain[1] if len(chain) > 1 else None
             if p["pid"] == root:
                 role = "ta"
             elif p["command"] == chain[-1]["command"]:
@@ -175,26 +174,29 @@ def main() -> int:
             if sampler is not None:
                 root = next(pid for (pid, _), p in sampler.processes.items()
                             if p["ppid"] == os.getpid() and "bench_autograde" in p["command"])
-                by_process.append((workers, run, per, roles(sampler.processes, root), sampler.own))
+                by_process.append({"workers": workers, "students": run["students"], "box": per,
+                                   "roles": roles(sampler.processes, root), "own": sampler.own})
     if by_process:
         print_roles(by_process)
     return 0
 
 
-def print_roles(runs: list) -> None:
+def print_roles(runs: list[dict]) -> None:
     """Per role, each run's CPU seconds per student (user + system) and its page faults."""
     print("\nCPU seconds per student (user + system), by process; page faults per student in thousands")
-    heads = " | ".join(f"{w} worker{'s' if w > 1 else ''}, run {i + 1}" for i, (w, *_) in enumerate(runs))
+    heads = " | ".join(f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}, run {i + 1}" for i, r in enumerate(runs))
     print(f"| role | {heads} |\n| --- |" + " ---: |" * len(runs))
-    for role, label in ROLES.items():
-        cells = [f"{(t[role]['user'] + t[role]['system']) / run['students']:.2f} "
-                 f"({t[role]['faults'] / run['students'] / 1000:.0f}k)" for _, run, _, t, _ in runs]
+
+    def row(label: str, cells) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
-    seen = [sum(r["user"] + r["system"] for r in t.values()) / run["students"] for _, run, _, t, _ in runs]
-    box = [per["user"] + per["system"] for _, _, per, _, _ in runs]
-    print("| seen, of the box's CPU per student | " + " | ".join(f"{s:.1f} of {b:.1f}" for s, b in zip(seen, box)) + " |")
-    print("| the sampler's own CPU per student | " + " | ".join(f"{own / run['students']:.2f}" for _, run, _, _, own in runs)
-          + " |")
+
+    for role, label in ROLES.items():
+        row(label, (f"{(r['roles'][role]['user'] + r['roles'][role]['system']) / r['students']:.2f} "
+                    f"({r['roles'][role]['faults'] / r['students'] / 1000:.0f}k)" for r in runs))
+    row("seen, of the box's CPU per student",
+        (f"{sum(t['user'] + t['system'] for t in r['roles'].values()) / r['students']:.1f} of "
+         f"{r['box']['user'] + r['box']['system']:.1f}" for r in runs))
+    row("the sampler's own CPU per student", (f"{r['own'] / r['students']:.2f}" for r in runs))
 
 
 if __name__ == "__main__":

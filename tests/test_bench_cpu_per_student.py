@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 _spec = importlib.util.spec_from_file_location("bench_cpu_per_student", ROOT / "benchmarks" / "bench_cpu_per_student.py")
@@ -108,10 +110,7 @@ def test_a_fork_seen_before_its_exec_gets_the_command_it_execs(tmp_path):
 def test_a_failing_sampler_raises_instead_of_returning_low_totals(monkeypatch):
     sampler = bench.ProcessSampler(interval=0.01)
     monkeypatch.setattr(sampler, "sample", lambda: 1 / 0)
-    try:
+    with pytest.raises(RuntimeError, match="sampler failed") as failed:
         with sampler:
             time.sleep(0.05)
-    except RuntimeError as err:
-        assert isinstance(err.__cause__, ZeroDivisionError)
-    else:
-        raise AssertionError("the sampler's failure was swallowed")
+    assert isinstance(failed.value.__cause__, ZeroDivisionError)
