@@ -91,7 +91,7 @@ def sleepers() -> list[str]:
 
 
 PROBE = """
-import json, os, sys, subprocess
+import gc, json, os, sys, subprocess
 def opens(path):
     try:
         open(path, "rb").read(1); return True
@@ -106,6 +106,7 @@ print(json.dumps({{
     "foreign_memory": [p for p in pids if opens(f"/proc/{{p}}/mem") and not os.path.samefile(f"/proc/{{p}}", "/proc/self")],
     "preloaded": [m for m in ("torch", "torchvision", "sklearn", "matplotlib") if m in sys.modules],
     "kernel_aware": [m for m in ("tqdm.auto", "tqdm.autonotebook", "ipywidgets") if m in sys.modules],
+    "frozen": gc.get_freeze_count(), "collecting": gc.isenabled(),
 }}))
 """
 
@@ -128,6 +129,9 @@ def test_each_kernel_is_a_fresh_unprivileged_fork(student):
     assert got["foreign_memory"] == [], "a kernel could read another process's memory"
     assert got["preloaded"] == ["torch", "torchvision", "sklearn", "matplotlib"]
     assert got["kernel_aware"] == [], "modules that look at the kernel when imported must import in the kernel"
+    # the preloaded objects are frozen (a collection in the kernel does not copy their pages); the
+    # kernel's own garbage is still collected
+    assert got["frozen"] > 100_000 and got["collecting"]
 
     second = Kernel(student["ipc"])
     try:

@@ -35,6 +35,7 @@ with the kernel at import); `course_utils` itself imports in the kernel (millise
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -190,6 +191,12 @@ def serve(listen_fd: int, *, isolate: bool, scratch_mb: int, ipc_root: str) -> N
     global _SCRATCH_BYTES, _IPC_ROOT
     _SCRATCH_BYTES, _IPC_ROOT = scratch_mb * 2**20, os.path.realpath(ipc_root)
     preload()
+    # Every object imported so far moves to a generation that no collection walks: a kernel's
+    # garbage collections would otherwise write to each of them (their GC headers) and so copy
+    # every page of the zygote's heap that holds one. CPython's advice for a process that forks
+    # without exec (`gc.freeze`): a fork's page faults fall by half or more.
+    gc.collect()
+    gc.freeze()
     _libc.prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem from anything in the sandbox
     listener = socket.socket(fileno=listen_fd)
     while True:
