@@ -12,12 +12,14 @@ the imports of the run before it already done).
 
     python benchmarks/bench_autograde.py [--students 8] [--workers 2] [--timeout 60]
 
-With `--against REV` it instead grades the same submissions with one worker twice, side by
-side: first with the grading code of git revision REV of this repository (run from a
-`git archive` of it, in a subprocess), then with the working tree's; e.g. the cost of the
-sandbox and the trusted checker against the grading that trusted the kernel:
+With `--against REV` it instead grades the same submissions twice, side by side, with
+`--workers` workers (here 1 unless given): first with the grading code of git revision REV of
+this repository (run from a `git archive` of it, in a subprocess), then with the working
+tree's; e.g. the cost of the sandbox and the trusted checker against the grading that trusted
+the kernel; `--repeats 2` adds a mirrored second round (working tree, then REV):
 
     python benchmarks/bench_autograde.py --students 3 --against 3bfeb2d
+    python benchmarks/bench_autograde.py --students 12 --workers 2 --against f84a0c4~1 --repeats 2
 
 With `--cluster` it grades the same submissions six times in one process: the local pool
 with 1 and with N workers, then a Dask `LocalCluster` (worker processes on loopback, one
@@ -205,60 +207,83 @@ for i in range(int(sys.argv[4])):  # this revision's own lab, every answer right
     for name in release_names():
         nbformat.write(nbformat.from_dict(solved(name)), target / name)
 start = time.perf_counter()
-results = autograde(submissions, sys.argv[2], course_root=".", workers=1, timeout=int(sys.argv[3]), progress=False)
+results = autograde(submissions, sys.argv[2], course_root=".", workers=int(sys.argv[5]), timeout=int(sys.argv[3]),
+                    progress=False)
 print(json.dumps({"wall": time.perf_counter() - start, "students": len(results),
                   "full_marks": sum(1 for r in results if not r.lost and not r.problems),
                   "per_student": [r.seconds for r in results]}))
 """
 
 
-def run_revision(rev: str, students: int, out: Path, timeout: int, tmp: Path) -> dict:
+def run_revision(rev: str, students: int, out: Path, timeout: int, tmp: Path, workers: int = 1) -> dict:
     """Grade `students` submissions of revision `rev`'s own lab (its release and solutions) with
-    its grading code (its course_utils, config and test fixtures)."""
+    its grading code (its course_utils, config and test fixtures), in `tmp` (made here)."""
     old = tmp / f"rev-{rev}"
-    old.mkdir()
+    old.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "course_utils", "solutions", "labs", "tests",
                               "nbgrader_config.py"], check=True, capture_output=True).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(old)
     proc = subprocess.run([sys.executable, "-c", OLD_RUN, str(tmp / f"submissions-{rev}"), str(out), str(timeout),
-                           str(students)], cwd=old, env={**__import__("os").environ, "PYTHONPATH": str(old)},
+                           str(students), str(workers)], cwd=old,
+                          env={**__import__("os").environ, "PYTHONPATH": str(old)},
                           capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"workers": 1, "wall": data["wall"], "students": data["students"], "full_marks": data["full_marks"],
+    return {"workers": workers, "wall": data["wall"], "students": data["students"], "full_marks": data["full_marks"],
             "median_student": statistics.median(data["per_student"]), "max_student": max(data["per_student"]),
             "label": f"revision {rev}"}
 
 
+def compare_schedule(repeats: int) -> list[str]:
+    """`--against`'s order: the revision, then the working tree; every second round mirrored (ABBA)."""
+    one_round = ["revision", "working tree"]
+    return [side for i in range(repeats) for side in (one_round if i % 2 == 0 else one_round[::-1])]
+
+
 def compare(args) -> int:
+    runs: dict[str, list[dict]] = {"revision": [], "working tree": []}
     with tempfile.TemporaryDirectory(prefix="bench-autograde-") as tmp:
         tmp = Path(tmp)
         subs = make_submissions(tmp / "submissions", args.students)
-        before = run_revision(args.against, args.students, tmp / "out-before", args.timeout, tmp)
-        after = run_fresh(subs, tmp / "out-after", 1, args.timeout) | {"label": "working tree"}
-        before.setdefault("phases", {})
-    print(f"{args.students} submissions of the whole lab, one worker, each revision grading its own lab's "
-          "solutions\n")
-    print("| grading code | wall (s) | s per submission | one student, median / max (s) | full marks | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in (before, after):
-        print(f"| {r['label']} | {r['wall']:.0f} | {r['wall'] / r['students']:.1f} | {r['median_student']:.0f} / "
-              f"{r['max_student']:.0f} | {r['full_marks']}/{r['students']} | {r['wall'] / before['wall']:.2f}× |")
+        for i, side in enumerate(compare_schedule(args.repeats)):
+            if side == "revision":
+                run_ = run_revision(args.against, args.students, tmp / f"out-{i}", args.timeout, tmp / f"run-{i}",
+                                    args.workers)
+            else:
+                run_ = run_fresh(subs, tmp / f"out-{i}", args.workers, args.timeout)
+            runs[side].append(run_)
+    workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+    rounds = "; two rounds, the second mirrored: wall and median are their mean" if args.repeats > 1 else ""
+    print(f"{args.students} submissions of the whole lab, {workers}, each revision grading its own lab's "
+          f"solutions{rounds}\n")
+    print("| grading code | wall (s) | each round's wall (s) | s per submission | one student, median / max (s) "
+          "| full marks | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = statistics.mean(r["wall"] for r in runs["revision"])
+    for side, same in runs.items():
+        label = f"revision {args.against}" if side == "revision" else side
+        wall = statistics.mean(r["wall"] for r in same)
+        rounds = " / ".join(f"{r['wall']:.0f}" for r in same)
+        print(f"| {label} | {wall:.0f} | {rounds} | "
+              f"{wall / same[0]['students']:.1f} | {statistics.mean(r['median_student'] for r in same):.1f} / "
+              f"{max(r['max_student'] for r in same):.0f} | {min(r['full_marks'] for r in same)}/{same[0]['students']} "
+              f"| {wall / base:.2f}× |")
     if args.phases:
-        print_phases(after["phases"])
+        print_phases(runs["working tree"][0]["phases"])
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="workers (default: 2; with --against 1)")
     parser.add_argument("--timeout", type=int, default=60)
     parser.add_argument("--against", metavar="REV", help="compare with the grading code of this git revision")
     parser.add_argument("--cluster", action="store_true", help="local pool against a Dask LocalCluster")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="with --cluster: rounds of the six runs, every second one in mirrored order")
+                        help="with --cluster or --against: rounds of runs, every second one in mirrored order")
     parser.add_argument("--phases", action="store_true", help="also print where one student's seconds went")
     args = parser.parse_args()
+    args.workers = args.workers or (1 if args.against else 2)
     if args.against:
         return compare(args)
     if args.cluster:

@@ -30,3 +30,9 @@ def test_two_mirrored_rounds_give_every_run_the_same_mean_moment(seconds_one, se
     means = {run: sum(m) / len(m) for run, m in moments.items()}
     assert len(means) == 6 and all(len(m) == 2 for m in moments.values())
     assert max(means.values()) - min(means.values()) < 1e-9, means
+
+
+def test_against_a_revision_alternates_in_mirrored_rounds():
+    """`--against REV --repeats 2`: the revision, the working tree, then the other way round."""
+    assert bench.compare_schedule(1) == ["revision", "working tree"]
+    assert bench.compare_schedule(2) == ["revision", "working tree", "working tree", "revision"]

@@ -8,6 +8,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from course_utils.grading import autograde, cpus
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -18,16 +20,17 @@ first = cpus.claim(sys.argv[1])
 again = cpus.claim(sys.argv[1])  # a second call keeps the first claim
 child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
                        capture_output=True, text=True).stdout.strip()
-print(first, again, sorted(os.sched_getaffinity(0)), child, flush=True)
+print(first, again, sorted(os.sched_getaffinity(0)), child, sep="|", flush=True)
 sys.stdin.read()  # hold the claim until the test closes stdin or kills us
 """
 
 
-def holder(name: str) -> tuple[subprocess.Popen, list]:
+def holder(name: str, **env: str) -> tuple[subprocess.Popen, list]:
     """A process that claims a CPU under `name` and keeps it; (the process, what it printed)."""
+    clean = {k: v for k, v in os.environ.items() if k not in (cpus.PIN_ENV, "KUBERNETES_SERVICE_HOST")}
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    first, again, mine, child = proc.stdout.readline().split(" ", 3)
+                            text=True, env={**clean, **env})
+    first, again, mine, child = proc.stdout.readline().strip().split("|")
     return proc, [None if first == "None" else int(first), again, eval(mine), eval(child)]
 
 
@@ -58,6 +61,17 @@ def test_a_claim_pins_the_lowest_free_cpu_and_dies_with_its_holder():
     assert sorted(os.sched_getaffinity(0)) == CPUS, "the test process itself was never pinned"
 
 
+@pytest.mark.parametrize("env, pins", [({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, False),
+                                       ({cpus.PIN_ENV: "0"}, False),
+                                       ({"KUBERNETES_SERVICE_HOST": "10.0.0.1", cpus.PIN_ENV: "1"}, True)])
+def test_no_pinning_where_other_graders_claims_are_not_seen(env, pins):
+    """In a Kubernetes pod, other pods on the node claim in network namespaces of their own."""
+    proc, (cpu, _, affinity, _) = holder(f"course-lab-cpu-test-{uuid.uuid4().hex}", **env)
+    proc.kill()
+    proc.wait()
+    assert (cpu, affinity) == ((CPUS[0], [CPUS[0]]) if pins else (None, CPUS))
+
+
 def _affinity_of_worker(job):
     """Stands in for `grade_student` in the pool: where this worker may run, and which worker it is."""
     time.sleep(1.0)  # long enough that the pool starts its second worker for the second job
@@ -66,6 +80,8 @@ def _affinity_of_worker(job):
 
 def test_the_local_pool_pins_each_worker(monkeypatch):
     monkeypatch.setattr(autograde, "grade_student", _affinity_of_worker)
+    monkeypatch.delenv(cpus.PIN_ENV, raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     results = [outcome for _, outcome in autograde._grade_locally(["a", "b"], None, 2)]
     assert len({pid for pid, _ in results}) == 2, results
     pinned = [affinity for _, affinity in results]

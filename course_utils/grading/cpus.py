@@ -16,6 +16,12 @@ clean up, no claim outlives a killed worker. The names are per network namespace
 student's sandbox (a network namespace of its own) cannot hold one. Another user of the
 machine could hold them all: the workers are then left unpinned, which costs time, not
 correctness.
+
+Per network namespace also means that graders in different containers on one machine do
+not see each other's claims, and would pin to the same CPUs. So there is no pinning in a
+Kubernetes pod (every pod has a network namespace of its own, and without the kubelet's
+static CPU manager a pod may run on every CPU of its node), and `COURSE_LAB_PIN_CPUS=0`
+turns it off anywhere else that is so (`=1` turns it on in a pod whose CPUs are its own).
 """
 from __future__ import annotations
 
@@ -23,16 +29,20 @@ import os
 import socket
 
 NAME = "course-lab-cpu"
+PIN_ENV = "COURSE_LAB_PIN_CPUS"
 _claimed: list[tuple[int, socket.socket]] = []  # this process's claim, kept open for its life
 
 
 def claim(name: str = NAME) -> int | None:
-    """Keep this process (and what it starts) to a free CPU; which one, or None if none was free.
+    """Keep this process (and what it starts) to a free CPU; which one, or None (none was free,
+    or no pinning here: `enabled`).
 
     Called once in each grading worker when it starts (`autograde._grade_locally`'s pool,
     `cluster._helper`), never in the TA's own process, which would pin everything it forks."""
     if _claimed:
         return _claimed[0][0]
+    if not enabled():
+        return None
     for cpu in sorted(os.sched_getaffinity(0)):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -44,3 +54,12 @@ def claim(name: str = NAME) -> int | None:
         _claimed.append((cpu, sock))
         return cpu
     return None
+
+
+def enabled() -> bool:
+    """Whether workers here pin themselves: `COURSE_LAB_PIN_CPUS` (0 or 1) if set, else
+    everywhere but in a Kubernetes pod (see the module's docstring)."""
+    setting = os.environ.get(PIN_ENV, "").strip()
+    if setting in ("0", "1"):
+        return setting == "1"
+    return "KUBERNETES_SERVICE_HOST" not in os.environ
