@@ -215,7 +215,7 @@ print(json.dumps({"wall": time.perf_counter() - start, "students": len(results),
 """
 
 
-def run_revision(rev: str, students: int, out: Path, timeout: int, tmp: Path, workers: int = 1) -> dict:
+def run_revision(rev: str, students: int, out: Path, timeout: int, tmp: Path, workers: int) -> dict:
     """Grade `students` submissions of revision `rev`'s own lab (its release and solutions) with
     its grading code (its course_utils, config and test fixtures), in `tmp` (made here)."""
     old = tmp / f"rev-{rev}"
@@ -262,8 +262,8 @@ def compare(args) -> int:
     for side, same in runs.items():
         label = f"revision {args.against}" if side == "revision" else side
         wall = statistics.mean(r["wall"] for r in same)
-        rounds = " / ".join(f"{r['wall']:.0f}" for r in same)
-        print(f"| {label} | {wall:.0f} | {rounds} | "
+        each = " / ".join(f"{r['wall']:.0f}" for r in same)
+        print(f"| {label} | {wall:.0f} | {each} | "
               f"{wall / same[0]['students']:.1f} | {statistics.mean(r['median_student'] for r in same):.1f} / "
               f"{max(r['max_student'] for r in same):.0f} | {min(r['full_marks'] for r in same)}/{same[0]['students']} "
               f"| {wall / base:.2f}× |")

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import cpus, flags, forked, held_folders, sandbox, scores, template as course_template, zygote
+from . import flags, forked, held_folders, sandbox, scores, template as course_template, zygote
 from .submissions import Submission, read_submissions
 
 ASSIGNMENT = "lab4"
@@ -500,7 +500,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
 def _grade_locally(jobs: list[GradingJob], executor: concurrent.futures.Executor | None, workers: int):
     """(job, StudentResult or the exception) as the local pool (or `executor`) finishes them."""
     own = executor is None
-    executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=cpus.claim)
+    executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers)
     try:
         futures = {executor.submit(grade_student, job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):

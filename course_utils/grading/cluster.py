@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from . import cpus, sandbox
+from . import sandbox
 
 # what each worker makes for its own Python (the kernelspec and the sandbox's /etc); release/
 # travels (a few hundred KB): the worker highlights its code once for every feedback page
@@ -101,20 +101,13 @@ def _helper():
         pool = _helpers.get("pool")
         if pool is None:
             pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_starts)
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
             if not _helpers.get("leaves"):
                 # at the worker process's exit, before multiprocessing joins the helper (for ever, unless
                 # told to stop) and before its queues' own finalizers (priority 10) close their feeders
                 multiprocessing.util.Finalize(None, _leave, exitpriority=100)
                 _helpers["leaves"] = True
         return pool
-
-
-def _helper_starts() -> None:
-    """The grading process's first steps: it dies with its Dask worker, and keeps to a CPU of
-    its own (`cpus.py`)."""
-    sandbox.die_with_parent()
-    cpus.claim()
 
 
 def _in_helper(function, *args):
@@ -169,14 +162,6 @@ def worker_zygote_pid() -> int | None:
     from . import autograde
 
     return _in_helper(autograde.worker_zygote_pid) if _helper_started() else None
-
-
-def worker_cpus() -> list[int] | None:
-    """On a worker (`Client.run(worker_cpus)`): the CPUs its grading process may run on (one, the
-    one it claimed, unless every CPU was held: `cpus.py`), None if it has no grading process."""
-    import os
-
-    return sorted(_in_helper(os.sched_getaffinity, 0)) if _helper_started() else None
 
 
 def _helper_started() -> bool:
