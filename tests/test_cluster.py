@@ -194,9 +194,10 @@ def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, 
             busy = [w for w, keys in client.processing().items() if keys]
             if busy:
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                folder = client.run(lambda dask_worker: dask_worker.local_directory, workers=[busy[0]])[busy[0]]
                 time.sleep(3)  # well into a student's grading, which takes about ten seconds here
                 os.kill(pid, signal.SIGKILL)
-                killed.append((busy[0], pid))
+                killed.append((busy[0], pid, Path(folder)))
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
@@ -210,10 +211,13 @@ def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, 
     assert killed, "no worker was killed: the test proved nothing"
     assert sorted(r.student_id for r in results) == sorted(STUDENTS), "every student exactly once"
     # the killed worker could not clean up: its folder (the template it unpacked, the student's copy)
-    # goes when its nanny starts the next worker there
+    # goes when its nanny starts the next worker there, which removes it just before making its own
+    # (so the count passes through 1: wait for the restarted worker's folder too)
+    killed_folder = killed[0][2]
     deadline = time.monotonic() + 60
-    while len(worker_folders(dask_folder)) > 2 and time.monotonic() < deadline:
+    while (killed_folder.exists() or len(worker_folders(dask_folder)) != 2) and time.monotonic() < deadline:
         time.sleep(0.5)
+    assert not killed_folder.exists(), "the killed worker's folder was left behind"
     assert len(worker_folders(dask_folder)) == 2, worker_folders(dask_folder)
     assert rows(tmp_path / "out") == rows(local_pool), "the same grades as the local pool"
     assert not any("grading failed" in p for r in results for p in r.problems), [r.problems for r in results]
