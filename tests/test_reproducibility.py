@@ -22,9 +22,14 @@ from course_utils.runtime import seed_everything
 from course_utils.train import fit
 
 
+def _train_set():
+    """The training images of these tests (also of the recipe's run in a subprocess)."""
+    return load_digits("train").subset(256, seed=0)
+
+
 @pytest.fixture(scope="module")
 def digits():
-    return load_digits("train").subset(256, seed=0), load_digits("test").images[:512]
+    return _train_set(), load_digits("test").images[:512]
 
 
 @pytest.fixture
@@ -75,9 +80,8 @@ RECIPE = textwrap.dedent("""
     import torch
     torch.backends.mkldnn.enabled = False  # the recipe's second half (MKL_CBWR is in the environment)
     sys.path.insert(0, sys.argv[1])
-    from test_reproducibility import _train_as_notebook_00
-    from course_utils.data import load_digits
-    train_set = load_digits("train").subset(256, seed=0)
+    from test_reproducibility import _train_as_notebook_00, _train_set
+    train_set = _train_set()
     for n in (1, 2):
         torch.set_num_threads(n)
         weights, _ = _train_as_notebook_00(train_set, steps=6)
