@@ -133,3 +133,119 @@ def test_a_kernel_that_stops_answering_fails_the_check(tmp_path, monkeypatch):
         done.wait()
     server.close()
     assert not server.results()["verdicts"]["cell"]["passed"]
+
+
+# ---------------------------------------------------------------- the rule of every check (issue 33)
+
+def _tampering(kind: str):
+    """What a dishonest function does to its arguments after computing the right answer; True if
+    the arguments held something of that kind."""
+    def tamper(args) -> bool:
+        from course_utils.grading.protocol import stateful
+
+        done = False
+        with torch.no_grad():
+            for obj in stateful(args):
+                if kind == "tensor values" and isinstance(obj, torch.Tensor) and not obj.requires_grad:
+                    if obj.dtype == torch.bool:
+                        obj.logical_not_()
+                    elif obj.is_floating_point():
+                        obj.mul_(0.5).add_(0.125)
+                    else:
+                        obj.add_(1)
+                    done = True
+                elif kind == "parameters" and isinstance(obj, torch.nn.Module) and list(obj.parameters()):
+                    next(obj.parameters()).mul_(0.5)
+                    done = True
+                elif kind == "buffers" and isinstance(obj, torch.nn.Module):
+                    for buffer in obj.buffers():
+                        if buffer.is_floating_point():
+                            buffer.add_(1.0)
+                            done = True
+                elif kind == "optimizer settings" and isinstance(obj, torch.optim.Optimizer):
+                    obj.param_groups[0]["lr"] *= 2
+                    done = True
+                elif kind == "list contents" and type(obj) is list and len(obj) > 1:
+                    obj.reverse()
+                    done = True
+        return done
+    return tamper
+
+
+TAMPERING = ["tensor values", "parameters", "buffers", "optimizer settings", "list contents"]
+
+
+@pytest.mark.parametrize("check", CATALOGUE)
+def test_every_check_fails_a_right_answer_that_also_changes_its_arguments(remote, check):
+    """The right answer, plus a change to an argument that the exercise does not allow: each check
+    fails it, in process and through the checker's wire, whatever kind of argument it gets."""
+    solution = CATALOGUE[check][0]
+    tried = []
+    for kind in TAMPERING:
+        touched = []
+
+        def dishonest(*args, **kwargs):
+            result = solution(*args, **kwargs)
+            touched.append(_tampering(kind)((args, kwargs)))
+            return result
+
+        dishonest.__signature__ = __import__("inspect").signature(solution)
+        local = _local(check, dishonest)
+        if not any(touched):
+            continue  # this check passes no argument of that kind
+        tried.append(kind)
+        results, message = remote(check, dishonest)
+        assert local is not None, (kind, "passed in process")
+        assert message is not None and not results["verdicts"]["cell"]["passed"], (kind, "passed remotely")
+    assert "tensor values" in tried, tried
+
+
+def test_a_change_is_named_by_the_students_own_argument_names():
+    from course_utils.checks import call_student
+
+    def attack(net, images, labels):
+        images.add_(1.0)
+        return images
+
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(AssertionError, match=r"attack changed its input images in place.*\(a test\)"):
+        call_student(attack, model, torch.zeros(3, 2), torch.zeros(3), what="a test")
+
+
+def test_allowed_changes_reach_the_checker_and_others_never_do():
+    """Through the wire: a change the exercise allows is mirrored onto the checker's object; a
+    change it does not allow fails before anything is mirrored."""
+    from course_utils.checks import call_student
+    from course_utils.grading.checker import RemoteFunction
+
+    def zero_weights_and_draw(m, g):
+        with torch.no_grad():
+            m.weight.zero_()
+        return torch.rand(1, generator=g)
+
+    def kernel(sock):
+        with sock:
+            protocol.send(sock, check_client._call(zero_weights_and_draw, protocol.receive(sock, trusted=True)))
+
+    model = torch.nn.Linear(2, 2)
+    weight = model.weight.detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    for allowed, should_pass in (([(generator, "state")], False),
+                                 ([(generator, "state"), (model, "parameters")], True)):
+        a, b = socket.socketpair()
+        thread = threading.Thread(target=kernel, args=(a,))
+        thread.start()
+        state_before = generator.get_state()
+        try:
+            call_student(RemoteFunction(b, "f", []), model, generator, what="a test", may_change=allowed)
+            passed = True
+        except AssertionError as err:
+            passed = False
+            assert "changed the parameters of argument 1" in str(err)
+        thread.join()
+        b.close()
+        assert passed == should_pass
+        if should_pass:
+            assert not model.weight.any() and not torch.equal(generator.get_state(), state_before)
+        else:
+            assert torch.equal(model.weight, weight), "a change that failed the check reached the checker's model"

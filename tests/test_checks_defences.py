@@ -118,6 +118,31 @@ def two_optimizer_steps(model, optimizer, x, y, eps, alpha):
     return make_step()(model, optimizer, x, y, eps, alpha)
 
 
+def lowers_the_learning_rate(model, optimizer, x, y, eps, alpha):
+    """Tampers with the fixture: sets the optimizer's learning rate to 0, so the step changes nothing."""
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    return adversarial_training_step(model, optimizer, x, y, eps, alpha)
+
+
+def steps_twice_and_hides_it(model, optimizer, x, y, eps, alpha):
+    """Takes two optimizer steps and deletes the second from the optimizer's record."""
+    loss = adversarial_training_step(model, optimizer, x, y, eps, alpha)
+    optimizer.step()
+    optimizer.steps.pop()
+    return loss
+
+
+def records_but_never_steps(model, optimizer, x, y, eps, alpha):
+    """Makes the forward passes and the record of a step, but leaves the weights where they were."""
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = adversarial_training_step(model, optimizer, x, y, eps, alpha)
+    with torch.no_grad():
+        for p, b in zip(model.parameters(), before):
+            p.copy_(b)
+    return loss
+
+
 WRONG = {
     "no random start": make_step(random_start=False),
     "random start with torch.rand (not centred)": make_step(start="rand"),
@@ -140,6 +165,9 @@ WRONG = {
     "calls course_utils.attacks.pgd": library_pgd_step,
     "calls course_utils.train.fit": fit_step,
     "two optimizer steps": two_optimizer_steps,
+    "tamper: learning rate set to 0": lowers_the_learning_rate,
+    "tamper: a second step hidden from the record": steps_twice_and_hides_it,
+    "tamper: the record of a step, the weights unchanged": records_but_never_steps,
 }
 
 
@@ -173,6 +201,10 @@ def test_typical_mistakes_fail(mistake):
     ("zeroed before the attack's backward only", "attack's backward"),
     ("calls AdversarialTransform", "AdversarialTransform"),
     ("steps from the unclamped uniform draw", "Step from the clamped start of step 1"),
+    ("changes x in place", "changed its input x in place"),
+    ("tamper: learning rate set to 0", "changed the settings of optimizer"),
+    ("tamper: a second step hidden from the record", "not one optimizer step"),
+    ("tamper: the record of a step, the weights unchanged", "not one optimizer step"),
 ])
 def test_failures_name_the_mistake(mistake, message):
     with pytest.raises(AssertionError, match=re.escape(message)):

@@ -19,6 +19,8 @@ WRONG = {
     "tensor instead of float": lambda l, y: (l.argmax(1) == y).float().mean(),
     "calls the library": lambda l, y: accuracy(l, y),
     "modifies the input": lambda l, y: (l.sub_(l.max(1, keepdim=True).values).argmax(1) == y).float().mean().item(),
+    # tampers with the check's fixture: rewrites the logits so that every row is right, then says so
+    "tamper: makes every row right": lambda l, y: (l.zero_().scatter_(1, y[:, None], 1.0), 1.0)[1],
 }
 
 

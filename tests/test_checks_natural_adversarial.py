@@ -39,6 +39,9 @@ WRONG_SUBSET = {
     "masks the input in place": _in_place,
     "ignores its indices argument (hard-coded ImageNet-A)": _hard_coded_200,
     "sorts the indices in place": lambda l, i: (i.sort() if isinstance(i, list) else None, subset_solution(l, i))[1],
+    # tampers with the fixture: pushes the classes outside the subset down, so a 1000-way argmax is right
+    "tamper: lowers the logits outside the subset": lambda l, i: (
+        l.sub_(1e6 * (1 - torch.zeros(l.shape[1]).index_fill_(0, torch.as_tensor(list(i)), 1.0))), l.argmax(1))[1],
 }
 
 
@@ -172,10 +175,16 @@ def single_bin(confidence, correct, bin_size=100):
     return abs(float(confidence.double().mean() - correct.double().mean()))
 
 
+def tamper_calibrates(confidence, correct, bin_size=100):
+    """Tampers with the fixture: sets every confidence to the accuracy, which makes the error 0."""
+    confidence.fill_(float(correct.float().mean()))
+    return 0.0
+
+
 WRONG_RMS = {f.__name__: f for f in [
     unweighted, drops_last_bin, remainder_alone, unsorted, no_sqrt, absolute_gaps, ignores_bin_size,
     equal_width_bins, zero_below_two_bins, returns_tensor, calls_the_library, sorts_in_place,
-    numpy_sort_in_place, single_bin,
+    numpy_sort_in_place, single_bin, tamper_calibrates,
 ]}
 
 
@@ -210,7 +219,7 @@ def test_rms_typical_mistakes_fail(mistake):
     ("remainder_alone", "remainder forms a bin of its own"), ("unsorted", "not sorted"),
     ("no_sqrt", "square root is missing"), ("ignores_bin_size", "bin_size is ignored"),
     ("returns_tensor", "Python float"), ("calls_the_library", "calibration_error"),
-    ("sorts_in_place", "in place"),
+    ("sorts_in_place", "in place"), ("tamper_calibrates", "in place"),
 ])
 def test_rms_feedback_names_the_mistake(mistake, hint):
     with pytest.raises(AssertionError, match=hint):
@@ -356,10 +365,42 @@ def no_default_batch_size(predict, images, labels, batch_size=512):
     return filter_solution(predict, images, labels, batch_size)
 
 
+def crashes_when_all_right(predict, images, labels, batch_size=256):
+    """Keeps only non-empty batches' indices: torch.cat([]) raises when the model gets every image right
+    (the exercise says: then return an empty tensor)."""
+    kept = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            wrong = (predict(images[start:start + batch_size]).argmax(1) != labels[start:start + batch_size])
+            if wrong.any():
+                kept.append(wrong.nonzero().flatten() + start)
+    return torch.cat(kept)
+
+
+def stacks_scalars(predict, images, labels, batch_size=256):
+    """One scalar tensor per wrong image, stacked: torch.stack([]) raises when every image is right."""
+    found = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            wrong = predict(images[start:start + batch_size]).argmax(1) != labels[start:start + batch_size]
+            found += [torch.tensor(start + i) for i in wrong.nonzero().flatten().tolist()]
+    return torch.stack(found)
+
+
+def tamper_with_predict(predict, images, labels, batch_size=256):
+    """Tampers with the check's fixture: rewrites predict's table so that every prediction is the label."""
+    predict.table.zero_()
+    for start in range(0, len(images), batch_size):
+        predict(images[start:start + batch_size])
+    predict.table[torch.arange(len(labels)) % len(predict.table), labels.long()] = 1.0
+    return torch.zeros(0, dtype=torch.long)
+
+
 WRONG_FILTER = {f.__name__: f for f in [
     keeps_correct, returns_mask, returns_images, argmax_dim0, ignores_batch_size, drops_last_batch, batch_local,
     nonzero_2d, returns_list, returns_numpy, returns_int32, grouped_by_label, duplicated, gradients_on,
-    normalizes_in_place, calls_the_library_filter, no_default_batch_size]}
+    normalizes_in_place, calls_the_library_filter, no_default_batch_size, crashes_when_all_right, stacks_scalars,
+    tamper_with_predict]}
 
 
 def test_filter_solution_passes():
@@ -394,6 +435,8 @@ def test_filter_typical_mistakes_fail(mistake):
     ("returns_int32", "torch.long"), ("grouped_by_label", "ascending"), ("duplicated", "ascending"),
     ("gradients_on", "gradients"), ("normalizes_in_place", "in place"),
     ("calls_the_library_filter", "adversarial_filter yourself"), ("no_default_batch_size", "default"),
+    ("crashes_when_all_right", "every prediction right"), ("stacks_scalars", "every prediction right"),
+    ("tamper_with_predict", "changed the buffers of predict"),
 ])
 def test_filter_feedback_names_the_mistake(mistake, hint):
     with pytest.raises(AssertionError, match=hint):

@@ -71,6 +71,11 @@ WRONG = {
     "same jitter for both patches": make_patch_pair(shared_jitter=True),
     "generator ignored": make_patch_pair(jitter_fn=lambda j, g: torch.randint(-j, j + 1, (2,)).tolist()),
     "modifies the image": modifies_image,
+    # tampers with the fixture: the check's generator reseeded, and the coordinate image rewritten
+    "tamper: reseeds the generator": lambda image, label, p, g, jitter=0, generator=None: solution(
+        image, label, p, g, jitter, generator.manual_seed(0) if generator is not None else None),
+    "tamper: rewrites the image": lambda image, label, p, g, jitter=0, generator=None: (
+        image.zero_(), solution(image, label, p, g, jitter, generator))[1],
     "resizes a patch": resized,
     "returns one patch": lambda image, label, p, g, jitter=0, generator=None: solution(image, label, p, g, jitter, generator)[0],
     "calls the library": library_pair,

@@ -50,6 +50,8 @@ WRONG = {
     "float labels": lambda x: (solution(x)[0], solution(x)[1].float()),
     "labels as a list": lambda x: (solution(x)[0], solution(x)[1].tolist()),
     "modifies the input": rotates_in_place,
+    # tampers with the fixture: makes x a constant image, whose rotations all look alike
+    "tamper: blanks the input": lambda x: (x.fill_(0.5), solution(x))[1],
     "calls the library": library_rotate_batch,
 }
 

@@ -68,6 +68,8 @@ WRONG = {
     "sum of two directional means": make_wrong(scale=2.0),
     "only the first view as anchors": one_direction,
     "normalizes the input in place": normalizes_in_place,
+    # tampers with the fixture: makes the two views equal, then answers for that case
+    "tamper: copies z1 into z2": lambda z1, z2, t: (z2.copy_(z1), solution(z1, z2, t))[1],
     "detached": detached,
     "returns a float": lambda z1, z2, t: float(solution(z1, z2, t)),
     "calls the library": lambda z1, z2, t: nt_xent(z1, z2, t),

@@ -141,6 +141,42 @@ def fgsm_library_alias(model, x, y, eps):
     return my_pgd(model, x, y, eps, eps, 1, random_start=False)
 
 
+def zero_the_weights(model):
+    """Tampers with the check's fixture: with every weight 0 the loss has no gradient, and a reference
+    computed on the model after the call would be x itself (issue 33, row 1)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+
+
+def fgsm_tamper(model, x, y, eps):
+    zero_the_weights(model)
+    return x.clone()
+
+
+def pgd_tamper(model, x, y, eps, alpha, steps, random_start=True):
+    zero_the_weights(model)
+    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1) if random_start else x.clone()
+
+
+def targeted_tamper(model, x, target, eps, alpha, steps):
+    zero_the_weights(model)
+    return x.clone()
+
+
+def masked_tamper(model, x, target, mask, alpha, steps):
+    zero_the_weights(model)
+    return x.clone()
+
+
+def fgsm_tamper_buffers(model, x, y, eps):
+    """Tampers with BatchNorm's running statistics instead of the weights."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(1e6)
+    return fgsm_attack(model, x, y, eps)
+
+
 FGSM_WRONG = {
     "wrong gradient sign": fgsm_variant(sign=-1.0),
     "no clamp": fgsm_variant(clamp=False),
@@ -155,6 +191,8 @@ FGSM_WRONG = {
     "eps hard-coded": fgsm_hardcoded_eps,
     "calls course_utils.attacks.fgsm": fgsm_library,
     "calls course_utils.attacks.pgd by an alias": fgsm_library_alias,
+    "tamper: zeroes the model's weights": fgsm_tamper,
+    "tamper: rewrites BatchNorm's statistics": fgsm_tamper_buffers,
 }
 
 
@@ -196,6 +234,7 @@ PGD_WRONG = {
     "random_start defaults to False": pgd_default_off,
     "calls course_utils.attacks.pgd": pgd_library,
     "calls AdversarialTransform": pgd_via_transform,
+    "tamper: zeroes the model's weights": pgd_tamper,
 }
 
 
@@ -212,6 +251,29 @@ def targeted_library(model, x, target, eps, alpha, steps):
     return attacks.pgd(model, x, target, eps, alpha, steps, random_start=False, targeted=True)
 
 
+def stops_early(attack_step):
+    """An iterative attack that stops as soon as every image is classified as its target."""
+    def attack(model, x, target, *args):
+        *rest, alpha, steps = args
+        x_adv = x.clone().detach()
+        for _ in range(steps):
+            x_adv = attack_step(model, x, x_adv, target, *rest, alpha)
+            with torch.no_grad():
+                if (model(x_adv).argmax(1) == target).all():
+                    break
+        return x_adv
+    return attack
+
+
+def _targeted_step(model, x, x_adv, target, eps, alpha):
+    x_adv = x_adv - alpha * _grad(model, x_adv, target).sign()
+    return torch.clamp(x_adv, x - eps, x + eps).clamp(0, 1).detach()
+
+
+def _masked_step(model, x, x_adv, target, mask, alpha):
+    return (x_adv - alpha * mask * _grad(model, x_adv, target).sign()).clamp(0, 1).detach()
+
+
 TARGETED_WRONG = {
     "ascends the target's loss": targeted_variant(sign=1.0),
     "no projection": targeted_variant(sign=-1.0, project="none"),
@@ -222,6 +284,8 @@ TARGETED_WRONG = {
     "param grads touched": targeted_variant(sign=-1.0, backward=True),
     "random start": targeted_random_start,
     "calls course_utils.attacks.pgd(targeted=True)": targeted_library,
+    "stops once every image is its target": stops_early(_targeted_step),
+    "tamper: zeroes the model's weights": targeted_tamper,
 }
 
 
@@ -279,6 +343,8 @@ MASKED_WRONG = {
     "param grads touched": masked_variant(backward=True),
     "not detached": masked_variant(detach=False),
     "calls course_utils.attacks.masked_attack": masked_library,
+    "stops once every image is its target": stops_early(_masked_step),
+    "tamper: zeroes the model's weights": masked_tamper,
 }
 
 
@@ -314,6 +380,8 @@ def test_masked_mistakes_fail(mistake):
     ("random start inside the mask", "no random start"),
     ("only the first image's mask", "outside the mask"),
     ("calls course_utils.attacks.masked_attack", "course_utils.attacks.masked_attack"),
+    ("stops once every image is its target", "stopped early"),
+    ("tamper: zeroes the model's weights", "changed the parameters of model"),
 ])
 def test_masked_failures_name_the_mistake(mistake, message):
     with pytest.raises(AssertionError, match=re.escape(message)):
@@ -345,6 +413,9 @@ def test_targeted_mistakes_fail(mistake):
     ("param grads touched by backward", "autograd.grad"),
     ("input changed in place", "in place"),
     ("calls course_utils.attacks.fgsm", "course_utils.attacks.fgsm"),
+    ("model.train() then restored", "BatchNorm's running statistics"),
+    ("tamper: zeroes the model's weights", "changed the parameters of model"),
+    ("tamper: rewrites BatchNorm's statistics", "changed the buffers of model"),
 ])
 def test_fgsm_failures_name_the_mistake(mistake, message):
     with pytest.raises(AssertionError, match=re.escape(message)):
@@ -358,6 +429,7 @@ def test_fgsm_failures_name_the_mistake(mistake, message):
     ("random start ignored", "random start is missing"),
     ("random start with torch.rand (not centred)", "uniform"),
     ("wrong gradient sign", "against the gradient"),
+    ("tamper: zeroes the model's weights", "changed the parameters of model"),
 ])
 def test_pgd_failures_name_the_mistake(mistake, message):
     with pytest.raises(AssertionError, match=re.escape(message)):
@@ -367,6 +439,10 @@ def test_pgd_failures_name_the_mistake(mistake, message):
 def test_targeted_wrong_sign_is_named():
     with pytest.raises(AssertionError, match="DESCENDS"):
         check_targeted_pgd_attack(TARGETED_WRONG["ascends the target's loss"])
+    with pytest.raises(AssertionError, match="stopped early"):
+        check_targeted_pgd_attack(TARGETED_WRONG["stops once every image is its target"])
+    with pytest.raises(AssertionError, match="changed the parameters of model"):
+        check_targeted_pgd_attack(TARGETED_WRONG["tamper: zeroes the model's weights"])
 
 
 def test_checks_leave_the_global_random_state_alone():

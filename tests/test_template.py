@@ -9,7 +9,7 @@ import pytest
 from course_utils.grading import template
 
 CHECKS = Path(template.__file__).resolve().parents[1] / "checks"
-MODULES = sorted(p for p in CHECKS.glob("*.py") if p.name != "__init__.py")
+MODULES = sorted(p for p in CHECKS.glob("*.py") if not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)

@@ -24,12 +24,19 @@ from ..grading.recording import RecordingNet, RecordingSGD
 from .synthetic_adversarial import NUM_CLASSES, _forbidden, check_batch
 
 
-def _call(step: Callable, *args, what: str):
+LR = 0.05  # the check's optimizer: plain SGD, so one step moves each parameter by -LR * its gradient
+
+
+def _call(step: Callable, model: RecordingNet, optimizer: RecordingSGD, *args, what: str):
     from .. import train
 
-    return call_student(step, *args, what=what, forbid=(*_forbidden(), train.fit),
+    # a training step changes the model's parameters, their .grad and its mode, and the optimizer's
+    # state; nothing else (not x, not the optimizer's settings)
+    return call_student(step, model, optimizer, *args, what=what, forbid=(*_forbidden(), train.fit),
                         reason="write the step yourself: the FGSM perturbation with torch.autograd.grad, "
-                               "then one optimizer step; course_utils.attacks and fit are the reference")
+                               "then one optimizer step; course_utils.attacks and fit are the reference",
+                        may_change=[(model, "parameters", "grads", "mode", "recorded"),
+                                    (optimizer, "state", "recorded")])
 
 
 def _input_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -69,7 +76,7 @@ def _run(step: Callable, *, eps: float, alpha: float, seed: int, model_mode: str
     x, y = check_batch(16, seed=seed)
     x_before = x.clone()
     net_before = copy.deepcopy(model.net)
-    optimizer = RecordingSGD(model, lr=0.05)
+    optimizer = RecordingSGD(model, lr=LR)
     g = torch.Generator().manual_seed(99 + seed)
     leftover = []
     for p in model.parameters():  # as if left over from the previous training step
@@ -93,7 +100,6 @@ def _check_one(step: Callable, *, eps: float, alpha: float, seed: int, model_mod
     model, x, y, x_before, net, leftover, at_step, result, what = _run(step, eps=eps, alpha=alpha, seed=seed,
                                                                        model_mode=model_mode)
     name = "adversarial_training_step"
-    assert torch.equal(x, x_before), f"{name} changed its input x in place ({what}); work on copies"
     assert len(at_step) == 1, (
         f"{name} called optimizer.step() {len(at_step)} times ({what}); one training step calls it exactly once")
     n_calls, grads = at_step[0]
@@ -173,6 +179,15 @@ def _check_one(step: Callable, *, eps: float, alpha: float, seed: int, model_mod
             hint = "Expected the gradient of F.cross_entropy(model(x_adv), y) alone, with the gradients zeroed first"
         raise AssertionError(f"the gradients at optimizer.step() are not those of the training loss on the "
                              f"adversarial images ({what}). {hint}")
+
+    # the step itself: the parameters moved by exactly one SGD step with those gradients (a step that
+    # only records the right passes, or moves the weights elsewhere, changes the model otherwise)
+    after = [p.detach() for p in model.net.parameters()]
+    stepped = [p0.detach() - LR * g for p0, g in zip(net.parameters(), grads)]
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(after, stepped)), (
+        f"the model's parameters after {name} are not one optimizer step from where they were ({what}): "
+        "expected each parameter to move by -lr * its gradient, once (optimizer.step()), and nothing else to "
+        "change them")
 
     with torch.no_grad():
         loss = float(F.cross_entropy(net(x_used), y))

@@ -19,14 +19,11 @@ def check_batch_accuracy(batch_accuracy: Callable) -> None:
     g = torch.Generator().manual_seed(4)
     logits = torch.randn(50, 7, generator=g)
     labels = torch.randint(0, 7, (50,), generator=g)
-    logits_before, labels_before = logits.clone(), labels.clone()
     result = call_student(batch_accuracy, logits, labels, what="50 random rows of 7 classes",
                           forbid=(metrics.accuracy, metrics.topk_accuracy),
                           reason="write batch_accuracy with tensor operations, not with the library's accuracy")
     expected = _fraction_correct(logits, labels)
     assert isinstance(result, float), f"expected a Python float, got {type(result).__name__}"
-    assert torch.equal(logits, logits_before) and torch.equal(labels, labels_before), \
-        "batch_accuracy changed its inputs in place; compute on copies or with out-of-place operations"
     assert abs(result - expected) < 1e-6, (
         f"on 50 random rows of 7 classes expected accuracy {expected:.4f}, got {result:.4f}. "
         + ("It looks like a count of correct rows instead of a fraction." if abs(result - expected * 50) < 1e-6 else

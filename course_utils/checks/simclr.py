@@ -27,11 +27,8 @@ def reference_nt_xent(z1: np.ndarray, z2: np.ndarray, temperature: float) -> flo
 
 
 def _value(nt_xent_loss: Callable, z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
-    before = (z1.clone(), z2.clone())
     loss = call_student(nt_xent_loss, z1, z2, temperature, what=f"z1, z2 of shape {tuple(z1.shape)}, "
                         f"temperature={temperature}", forbid=tuple(_library()), reason=REASON)
-    assert torch.equal(z1, before[0]) and torch.equal(z2, before[1]), \
-        "nt_xent_loss changed z1 or z2 in place; normalize into new tensors (F.normalize returns a new one)"
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0, (
         f"nt_xent_loss should return a scalar tensor (the mean over the 2N anchors), got "
         f"{type(loss).__name__}" + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))

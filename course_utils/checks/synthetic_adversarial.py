@@ -127,32 +127,19 @@ def _close(a: torch.Tensor, b: torch.Tensor, *, atol: float = 1e-5, fraction: fl
 
 # --------------------------------------------------------------------------- shared contract
 
-def _grad_sentinels(model: nn.Module) -> list[torch.Tensor]:
+def _grad_sentinels(model: nn.Module) -> None:
     """Give every parameter a known .grad (as if left over from a training step)."""
     g = torch.Generator().manual_seed(123)
-    sentinels = []
     for p in model.parameters():
         p.grad = torch.randn(p.shape, generator=g)
-        sentinels.append(p.grad.clone())
-    return sentinels
 
 
-def _check_contract(name: str, result, model: nn.Module, x: torch.Tensor, x_before: torch.Tensor,
-                    sentinels: list[torch.Tensor], eps: float, what: str) -> torch.Tensor:
+def _check_contract(name: str, result, x_before: torch.Tensor, eps: float, what: str) -> torch.Tensor:
+    # (that the attack left x, the model's weights, mode, buffers and .grad as they were is the rule of
+    # every check: call_student fails any change an attack makes to its arguments)
     assert isinstance(result, torch.Tensor), f"{name} should return a tensor of images, got {type(result).__name__}"
-    assert result.shape == x.shape, (
-        f"{name} should return images of the input's shape {tuple(x.shape)}, got {tuple(result.shape)} ({what})")
-    assert torch.equal(x, x_before), (
-        f"{name} changed its input x in place ({what}); work on a copy: x_adv = x.clone().detach(), and use "
-        "out-of-place operations (x_adv = x_adv + ..., not x_adv += ... on x itself)")
-    assert not any(m.training for m in model.modules()), (
-        f"{name} left the model in train mode ({what}). The attack is computed on the model as it is "
-        "evaluated: do not call model.train(); leave the model's mode as you found it")
-    for p, before in zip(model.parameters(), sentinels):
-        assert p.grad is not None and torch.equal(p.grad, before), (
-            f"{name} changed the parameters' .grad ({what}): did you call loss.backward() or model.zero_grad()? "
-            "An attack needs the gradient with respect to the input only: "
-            "grad = torch.autograd.grad(loss, x_adv)[0] leaves the parameters' gradients alone")
+    assert result.shape == x_before.shape, (
+        f"{name} should return images of the input's shape {tuple(x_before.shape)}, got {tuple(result.shape)} ({what})")
     assert not result.requires_grad, (
         f"{name} returned a tensor that requires grad ({what}); return x_adv.detach()")
     result = result.detach().float()
@@ -174,7 +161,8 @@ def _check_contract(name: str, result, model: nn.Module, x: torch.Tensor, x_befo
 def _setup(seed: int = 0):
     model = check_model(seed)
     x, y = check_batch(seed=seed)
-    return model, x, y, x.clone(), _grad_sentinels(model)
+    _grad_sentinels(model)  # as if left over from a training step: an attack must leave them as they are
+    return model, x, y, x.clone()
 
 
 def _differ_message(name: str, expected: torch.Tensor, got: torch.Tensor, what: str) -> str:
@@ -190,10 +178,10 @@ def check_fgsm_attack(fgsm_attack: Callable) -> None:
     """FGSM: x + eps * sign(grad of the loss w.r.t. x), clamped to [0, 1]; own code, eval mode kept,
     parameter grads and x untouched, eps honoured (including eps = 0)."""
     for eps in (0.1, 0.03):
-        model, x, y, x_before, sentinels = _setup()
+        model, x, y, x_before = _setup()
         what = f"eps={eps}, a batch of {len(x)} images"
-        result = _check_contract("fgsm_attack", _call(fgsm_attack, model, x, y, eps, what=what), model, x,
-                                 x_before, sentinels, eps, what)
+        result = _check_contract("fgsm_attack", _call(fgsm_attack, model, x, y, eps, what=what), x_before, eps,
+                                 what)
         expected = reference_pgd(model, x_before, y, eps, eps, 1)
         if _close(result, expected):
             continue
@@ -210,7 +198,7 @@ def check_fgsm_attack(fgsm_attack: Callable) -> None:
         else:
             hint = "Expected clamp(x + eps * sign(d loss / dx), 0, 1) with the cross-entropy loss of the labels y"
         raise AssertionError(_differ_message("fgsm_attack", expected, result, what) + ". " + hint)
-    model, x, y, x_before, sentinels = _setup(seed=1)
+    model, x, y, x_before = _setup(seed=1)
     result = _call(fgsm_attack, model, x, y, 0.0, what="eps=0")
     assert torch.allclose(result.detach().float(), x_before), "with eps=0 fgsm_attack should return the images unchanged"
 
@@ -239,11 +227,11 @@ def _pgd_hint(model, x, y, eps, alpha, steps, result, *, targeted: bool) -> str:
 
 def _check_deterministic_pgd(attack: Callable, name: str, *, targeted: bool, seed: int, eps: float, alpha: float,
                              steps: int, **kwargs) -> None:
-    model, x, y, x_before, sentinels = _setup(seed)
+    model, x, y, x_before = _setup(seed)
     labels = (y + 1) % NUM_CLASSES if targeted else y
     what = f"eps={eps}, alpha={alpha}, steps={steps}" + (", random_start=False" if not targeted else "")
-    result = _check_contract(name, _call(attack, model, x, labels, eps, alpha, steps, what=what, **kwargs), model,
-                             x, x_before, sentinels, eps, what)
+    result = _check_contract(name, _call(attack, model, x, labels, eps, alpha, steps, what=what, **kwargs),
+                             x_before, eps, what)
     expected = reference_pgd(model, x_before, labels, eps, alpha, steps, sign=-1.0 if targeted else 1.0)
     if not _close(result, expected):
         hint = _pgd_hint(model, x_before, labels, eps, alpha, steps, result, targeted=targeted)
@@ -270,12 +258,12 @@ def check_pgd_attack(pgd_attack: Callable) -> None:
     eps, alpha = 0.2, 1e-4
     results = []
     for seed in (0, 1):
-        model, x, y, x_before, sentinels = _setup()
+        model, x, y, x_before = _setup()
         what = f"eps={eps}, alpha={alpha}, steps=1, random_start=True"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(1000 + seed)
             result = _call(pgd_attack, model, x, y, eps, alpha, 1, random_start=True, what=what)
-        results.append(_check_contract("pgd_attack", result, model, x, x_before, sentinels, eps, what))
+        results.append(_check_contract("pgd_attack", result, x_before, eps, what))
     mean_abs, mean, n = _start_statistics(results[0], x_before, eps)
     assert mean_abs > 0.01, (
         f"with random_start=True and a tiny step (alpha={alpha}), pgd_attack stayed within {mean_abs * eps:.5f} of x "
@@ -300,7 +288,7 @@ def check_targeted_pgd_attack(targeted_pgd_attack: Callable) -> None:
                              steps=7)
     _check_deterministic_pgd(targeted_pgd_attack, "targeted_pgd_attack", targeted=True, seed=3, eps=0.2, alpha=0.05,
                              steps=5)
-    model, x, y, x_before, _ = _setup(seed=4)
+    model, x, y, x_before = _setup(seed=4)
     target = (y + 2) % NUM_CLASSES
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
@@ -310,6 +298,33 @@ def check_targeted_pgd_attack(targeted_pgd_attack: Callable) -> None:
     assert torch.equal(first, second), (
         "targeted_pgd_attack gave different images for the same input: it should start at x itself (no random "
         "start), so that it is deterministic")
+    _check_every_step(targeted_pgd_attack, "targeted_pgd_attack", seed=7, alpha=0.03, steps=4, eps=0.1)
+
+
+def _check_every_step(attack: Callable, name: str, *, seed: int, alpha: float, steps: int, eps: float | None = None,
+                      mask: torch.Tensor | None = None) -> None:
+    """Targets the model already predicts: the attack still takes each of its `steps` steps (one that
+    stops as soon as every image is classified as its target returns x, or x after one step)."""
+    model, x, _, x_before = _setup(seed)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    what = f"targets the model already predicts, alpha={alpha}, steps={steps}"
+    if mask is None:
+        result = _check_contract(name, _call(attack, model, x, target, eps, alpha, steps, what=what), x_before, eps,
+                                 what)
+        expected, one = (reference_pgd(model, x_before, target, eps, alpha, n, sign=-1.0) for n in (steps, 1))
+    else:
+        result = _check_contract(name, _call(attack, model, x, target, mask, alpha, steps, what=what), x_before, 1.0,
+                                 what)
+        expected, one = (reference_masked(model, x_before, target, mask, alpha, n) for n in (steps, 1))
+    if _close(result, expected):
+        return
+    if _close(result, x_before) or _close(result, one):
+        hint = ("It stopped early, once every image was classified as its target; take each of the `steps` steps "
+                "(the exercise's attack does not look at the predictions)")
+    else:
+        hint = f"Expected {steps} steps descending the target class's cross-entropy"
+    raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
 
 
 # --------------------------------------------------------------------------- masked attack
@@ -376,7 +391,7 @@ def check_masked_attack(masked_attack: Callable) -> None:
     pixels where the mask is 1, each clamped to [0, 1], from x; no eps-ball; pixels outside the
     mask exactly as in x; masks shared by the batch and per image; contract as for FGSM."""
     name = "masked_attack"
-    model, x, y, _, _ = _setup(seed=6)
+    model, x, y, _ = _setup(seed=6)
     mask = check_masks(len(x))["(1, 1, 8, 8)"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
@@ -388,13 +403,13 @@ def check_masked_attack(masked_attack: Callable) -> None:
     assert torch.equal(first, second), (
         f"{name} gave different images for the same input: it should start at x itself (no random start)")
     for seed, alpha, steps in ((0, 0.1, 6), (5, 0.04, 4)):
-        model, x, y, x_before, sentinels = _setup(seed)
+        model, x, y, x_before = _setup(seed)
         target = (y + 1) % NUM_CLASSES
         for shape, mask in check_masks(len(x), seed).items():
             mask_before = mask.clone()
             what = f"a mask of shape {shape}, alpha={alpha}, steps={steps}"
             result = _check_contract(name, _call(masked_attack, model, x, target, mask, alpha, steps, what=what),
-                                     model, x, x_before, sentinels, eps=1.0, what=what)
+                                     x_before, eps=1.0, what=what)
             assert torch.equal(mask, mask_before), f"{name} changed the mask in place ({what})"
             outside = (mask.expand_as(x) == 0)
             moved = int((result != x_before)[outside].sum())
@@ -409,3 +424,4 @@ def check_masked_attack(masked_attack: Callable) -> None:
             if not _close(result, expected):
                 hint = _masked_hint(model, x_before, target, mask, alpha, steps, result)
                 raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
+    _check_every_step(masked_attack, name, seed=7, alpha=0.05, steps=4, mask=check_masks(12)["(1, 1, 8, 8)"])

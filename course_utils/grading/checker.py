@@ -73,8 +73,11 @@ class RemoteFunction:
     def __call__(self, *args, **kwargs):
         return self.invoke(args, kwargs)
 
-    def invoke(self, args: tuple, kwargs: dict, *, what: str | None = None, forbid=(), reason: str = ""):
-        """Run the function in the kernel on `args`; mirror what it did to them; return its result."""
+    def invoke(self, args: tuple, kwargs: dict, *, what: str | None = None, forbid=(), reason: str = "",
+               judge=None):
+        """Run the function in the kernel on `args`; return its result. `judge(states)` sees the state
+        the call left its arguments in first (and raises for a change the exercise does not allow);
+        only then is that state mirrored onto the checker's own arguments."""
         objects = protocol.stateful((args, kwargs))
         protocol.send(self._conn, {"op": "call", "args": args, "kwargs": kwargs, "rng": torch.get_rng_state(),
                                    "grads": [protocol.gradients_of(obj) for obj in objects],
@@ -85,6 +88,8 @@ class RemoteFunction:
         states = reply.get("state")
         if not isinstance(states, list) or len(states) != len(objects):
             raise protocol.ProtocolError("the arguments' state does not match the arguments")
+        if judge is not None:
+            judge(states)
         for obj, state in zip(objects, states):
             protocol.mirror_state(obj, state)
         rng = reply.get("rng")
