@@ -15,20 +15,76 @@ settings (template, sanitizing) apply to it as to its base class.
 Highlighting the code took another 0.6 s per student, most of it cells every student hands
 in alike (given code, test cells). `remember` highlights the release's cells once in the
 grading worker, and each nbgrader run forked from it reuses that HTML (`_Highlight`).
+
+Nothing a student wrote runs where a TA or a student looks. nbconvert's `sanitize_html`
+cleans outputs, but nbgrader's feedback template renders markdown cells (and comments)
+without it. Here every piece of HTML that comes from the notebook, markdown cells and outputs
+alike, goes through one allowlist (`sanitize`): text formatting, lists, tables, links to
+http(s) and mailto, images from `data:` only; no scripts, event handlers, frames, forms,
+`<style>`, `<meta>`, `<base>`, `style`, `class` or `id` attributes (a student's element with a
+page's own class could sit over the real score). Disallowed tags are shown escaped, as text.
+And every page carries a Content-Security-Policy (`csp`) that runs no script at all, loads
+nothing from anywhere, and applies only the template's own `<style>` blocks (by their hashes):
+should anything slip through the allowlist, the browser still runs none of it. (MathJax, a
+script, does not run either: formulas show as their LaTeX source.)
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 from typing import Iterable
 
+import bleach
 import nbformat
+from jinja2 import pass_context
 
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
 NO_ALT = "No description has been provided for this image"  # nbconvert's placeholder
+TAGS = ["a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4",
+        "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p", "pre", "q", "s", "samp", "small", "span",
+        "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var"]
+_CLEANER = bleach.Cleaner(tags=TAGS, protocols=["http", "https", "mailto", "data"], strip=False,
+                          strip_comments=True, attributes=lambda tag, name, value: _allowed(tag, name, value))
+
+
+def _allowed(tag: str, name: str, value: str) -> bool:
+    if tag == "a":
+        return name == "title" or (name == "href" and not value.strip().lower().startswith("data:"))
+    if tag == "img":
+        return name in ("alt", "title", "width", "height") or (
+            name == "src" and value.strip().lower().startswith("data:image/") and "svg" not in value[:30].lower())
+    if tag in ("td", "th"):
+        return name in ("align", "colspan", "rowspan")
+    return tag in ("abbr",) and name == "title"
+
+
+def sanitize(html: str) -> str:
+    """`html` (from a notebook: a markdown cell rendered, an output) with only what `TAGS` and
+    `_allowed` let through; the rest shown as text."""
+    return _CLEANER.clean(str(html))
+
+
+def csp(page: str) -> str:
+    """The Content-Security-Policy of a feedback page: nothing runs, nothing loads but `data:`
+    images, and only the `<style>` blocks of the page's head (the template's) apply."""
+    head = page.split("<body", 1)[0]
+    hashes = sorted({"'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
+                     for block in re.findall(r"<style[^>]*>(.*?)</style>", head, re.S)})
+    return (f"default-src 'none'; img-src data:; style-src {' '.join(hashes) or chr(39) + 'none' + chr(39)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def with_csp(page: str) -> str:
+    """`page` with its policy as the first thing in its head (a policy governs what follows it)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{csp(page)}">'
+    if re.search(r"<head[^>]*>", page):
+        return re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + "\n" + meta, page, count=1)
+    return meta + "\n" + page
 _IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt\s*=)", re.IGNORECASE)
 
 
@@ -61,8 +117,26 @@ def remember(notebooks: Iterable[Path], lexer: str = "ipython3") -> None:
                 highlight(cell.source, metadata=cell.metadata)
 
 
-class FeedbackExporter(HTMLExporter):
-    """HTMLExporter whose pages for the classic-based feedback template skip the BeautifulSoup pass."""
+class SanitizedHTMLExporter(HTMLExporter):
+    """HTMLExporter whose markdown (cells, outputs, comments) and HTML outputs go through
+    `sanitize`, and whose every page carries the policy of `csp`."""
+
+    @pass_context
+    def markdown2html(self, context, source):
+        return sanitize(HTMLExporter.markdown2html(self, context, source))
+
+    def default_filters(self):
+        for name, function in super().default_filters():
+            yield (name, sanitize if name == "clean_html" else function)
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        html, resources = super().from_notebook_node(nb, resources, **kw)
+        return with_csp(html), resources
+
+
+class FeedbackExporter(SanitizedHTMLExporter):
+    """SanitizedHTMLExporter whose pages for the classic-based feedback template skip the
+    BeautifulSoup pass."""
 
     def from_notebook_node(self, nb, resources=None, **kw):
         # HTMLExporter.from_notebook_node (nbconvert 7.17) up to its BeautifulSoup pass
@@ -76,5 +150,5 @@ class FeedbackExporter(HTMLExporter):
         self.register_filter("filter_data_type", filter_data_type)
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         if "jp-Notebook" in html:  # a JupyterLab template after all: HTMLExporter's own pass
-            return HTMLExporter.from_notebook_node(self, nb, resources, **kw)
-        return add_missing_alt(html), resources
+            return SanitizedHTMLExporter.from_notebook_node(self, nb, resources, **kw)
+        return with_csp(add_missing_alt(html)), resources

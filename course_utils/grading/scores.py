@@ -74,13 +74,45 @@ def _clean_output(output, secrets: list[str]) -> None:
                 data[mime] = [_redact(str(v), secrets) for v in value]
 
 
+CELL_BYTES = 2**20  # of a cell's outputs the feedback shows; the rest is replaced by a note
+PAGE_BYTES = 10 * 2**20  # of a page's
+
+
+def _output_size(output) -> int:
+    return sum(len(str(output.get(key, ""))) for key in ("text", "data", "traceback", "evalue"))
+
+
+def _truncated_note(limit: str) -> dict:
+    return nbformat.v4.new_output("stream", name="stdout",
+                                  text=f"[course-lab] the rest of this cell's output is not shown (over {limit})\n")
+
+
 def clean_for_feedback(path: Path, verdicts: dict[str, dict], secrets: list[str]) -> None:
-    """Rewrite the executed notebook at `path` as the feedback should show it."""
+    """Rewrite the executed notebook at `path` as the feedback should show it: the checker's
+    messages, no paths of the grading machine, no JavaScript, at most `CELL_BYTES` of outputs per
+    cell and `PAGE_BYTES` per page (with a note where outputs were left out)."""
     nb = nbformat.read(path, as_version=4)
     secrets = sorted({s for s in secrets if s and len(s) > 3}, key=len, reverse=True)
+    page = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        kept, size, noted = [], 0, False
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":  # always kept (nbgrader grades by it), shortened
+                output["evalue"] = str(output.get("evalue", ""))[:2000]
+                output["traceback"] = [str(line)[:2000] for line in list(output.get("traceback") or [])[-50:]]
+                kept.append(output)
+                continue
+            grown = _output_size(output)
+            if size + grown > CELL_BYTES or page + grown > PAGE_BYTES:
+                if not noted:
+                    kept.append(_truncated_note("1 MB per cell" if size + grown > CELL_BYTES else "10 MB per page"))
+                    noted = True
+                continue
+            size, page = size + grown, page + grown
+            kept.append(output)
+        cell.outputs = kept
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         verdict = verdicts.get(grade_id) if grade_id else None
         outputs = []
