@@ -29,10 +29,17 @@ from pathlib import Path
 
 import nbformat
 
+from .safe_text import printable
 from .sandbox import KERNELSPEC
 
 DEFAULT_ID_PATTERN = r"^(?P<student>[^_.\-]+)"
-MAX_NOTEBOOK_BYTES = 50 * 2**20  # larger files in a zip are refused (zip bombs, datasets)
+# What is read of a submission, whatever its files say about themselves (a zip's sizes are
+# declarations: the reading is capped as well). A notebook with its saved outputs is a few MB;
+# the outputs are dropped before grading.
+MAX_NOTEBOOK_BYTES = 20 * 2**20  # one notebook (a zip member or a file)
+MAX_SUBMISSION_BYTES = 100 * 2**20  # all of one student's notebooks together
+MAX_ZIP_FILE_BYTES = 200 * 2**20  # a zip file as it lies on disk (its directory is read whole)
+MAX_RATIO = 100  # uncompressed / compressed, per member: a zip bomb's is in the thousands
 SKIP_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 
 
@@ -75,15 +82,16 @@ def _collect_ids(raw_ids: dict[str, str], report: list[str]) -> dict[str, str]:
     for source, raw in raw_ids.items():
         sid = safe_student_id(raw) if raw else None
         if sid is None:
-            report.append(f"{source!r}: no usable student id in its name; not graded")
+            report.append(f"{printable(repr(source))}: no usable student id in its name; not graded")
             continue
         if sid != raw:
-            report.append(f"{source!r}: student id {raw!r} graded as {sid!r}")
+            report.append(f"{printable(repr(source))}: student id {printable(repr(raw))} graded as {sid!r}")
         safe.setdefault(sid, []).append(source)
     ids = {}
     for sid, sources in safe.items():
         if len(sources) > 1:
-            report.append(f"{', '.join(repr(s) for s in sorted(sources))} all give student id {sid!r}; none graded "
+            names = ", ".join(printable(repr(s)) for s in sorted(sources))
+            report.append(f"{names} all give student id {sid!r}; none graded "
                           "(rename them or pass --id-pattern)")
         else:
             ids[sources[0]] = sid
@@ -95,33 +103,75 @@ def _wanted(path: str) -> bool:
     return path.endswith(".ipynb") and not any(p in SKIP_PARTS or p.startswith(".") for p in parts)
 
 
-def _read_zip(path: Path) -> tuple[dict[str, bytes], list[str]]:
+def _lab_numbers(expected: list[str]) -> set[str]:
+    return {n for n in map(_number, expected) if n}
+
+
+def _read_zip(path: Path, expected: list[str]) -> tuple[dict[str, bytes], list[str]]:
+    """The lab's notebooks in a zip (by name, or a renamed copy with a notebook's number), read by
+    name and never extracted, within the caps; a zip over them is reported and nothing of it read."""
     files, problems = {}, []
+    numbers = _lab_numbers(expected)
     try:
+        size = path.stat().st_size
+        if size > MAX_ZIP_FILE_BYTES:
+            return {}, [f"{printable(path.name)}: {size / 2**20:.0f} MB, over the {MAX_ZIP_FILE_BYTES / 2**20:.0f} MB "
+                        "a submission's zip may take; not graded"]
         with zipfile.ZipFile(path) as zf:
+            members, ignored = [], []
             for info in zf.infolist():
-                if info.is_dir() or not _wanted(info.filename):
+                name = Path(info.filename).name
+                if info.is_dir():
                     continue
-                if info.file_size > MAX_NOTEBOOK_BYTES:
-                    problems.append(f"{info.filename}: {info.file_size / 2**20:.0f} MB, over the "
-                                    f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MB limit; not graded")
+                if not _wanted(info.filename) or _number(name) not in numbers:
+                    ignored.append(info.filename)
                     continue
-                # read members by name, never extract: no path in the archive reaches the disk
-                files[Path(info.filename).name] = zf.read(info)
-    except (zipfile.BadZipFile, OSError) as err:
-        problems.append(f"{path.name} is not a readable zip file ({err})")
+                members.append(info)
+            if ignored:
+                shown = ", ".join(printable(n, 80) for n in ignored[:5]) + (f" and {len(ignored) - 5} more"
+                                                                           if len(ignored) > 5 else "")
+                problems.append(f"{printable(path.name)}: {len(ignored)} file(s) that are not the lab's notebooks "
+                                f"ignored ({shown})")
+            declared = sum(info.file_size for info in members)
+            bombs = [info for info in members if info.file_size > MAX_RATIO * max(info.compress_size, 1)
+                     and info.file_size > 2**20]
+            if declared > MAX_SUBMISSION_BYTES or bombs or any(i.file_size > MAX_NOTEBOOK_BYTES for i in members):
+                ratio = bombs[0].file_size // max(bombs[0].compress_size, 1) if bombs else 0
+                why = (f"{printable(bombs[0].filename, 80)} expands {ratio} times (more than {MAX_RATIO})" if bombs else
+                       f"its notebooks hold {declared / 2**20:.0f} MB (at most {MAX_NOTEBOOK_BYTES / 2**20:.0f} MB "
+                       f"each and {MAX_SUBMISSION_BYTES / 2**20:.0f} MB together)")
+                return {}, problems + [f"{printable(path.name)}: over the caps of a submission: {why}; not graded"]
+            for info in members:
+                # read by name, never extracted (no path in the archive reaches the disk), and never more
+                # than the cap, whatever the member's header declares
+                with zf.open(info) as member:
+                    data = member.read(MAX_NOTEBOOK_BYTES + 1)
+                if len(data) > MAX_NOTEBOOK_BYTES:
+                    return {}, problems + [f"{printable(path.name)}: {printable(info.filename, 80)} is larger than "
+                                           "it says; not graded"]
+                files[Path(info.filename).name] = data
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        problems.append(f"{printable(path.name)} is not a readable zip file ({printable(type(err).__name__)}: "
+                        f"{printable(str(err), 120)})")
+        return {}, problems
     return files, problems
 
 
-def _read_folder(folder: Path, assignment: str) -> dict[str, bytes]:
+def _read_folder(folder: Path, assignment: str) -> tuple[dict[str, bytes], list[str]]:
     root = folder / assignment if (folder / assignment).is_dir() else folder
-    files = {}
+    files, problems, total = {}, [], 0
     for p in sorted(root.rglob("*.ipynb")):
         if p.is_symlink() or not p.is_file():  # a link could point at another student's files
             continue
-        if _wanted(str(p.relative_to(root))) and p.stat().st_size <= MAX_NOTEBOOK_BYTES:
-            files[p.name] = p.read_bytes()
-    return files
+        size = p.stat().st_size
+        if not _wanted(str(p.relative_to(root))):
+            continue
+        if size > MAX_NOTEBOOK_BYTES or total + size > MAX_SUBMISSION_BYTES:
+            problems.append(f"{printable(p.name)}: {size / 2**20:.0f} MB, over the caps of a submission; not graded")
+            continue
+        total += size
+        files[p.name] = p.read_bytes()
+    return files, problems
 
 
 def _number(name: str) -> str | None:
@@ -143,13 +193,14 @@ def match_names(found: dict[str, bytes], expected: list[str]) -> tuple[dict[str,
         candidates = [f for f in left if _number(f) == _number(name)]
         if len(candidates) == 1:
             matched[name] = left.pop(candidates[0])
-            problems.append(f"{candidates[0]} was graded as {name} (misnamed file)")
+            problems.append(f"{printable(candidates[0])} was graded as {name} (misnamed file)")
         elif len(candidates) > 1:
-            problems.append(f"{name} is missing, and {', '.join(sorted(candidates))} could each be it; none graded")
+            problems.append(f"{name} is missing, and {', '.join(printable(c) for c in sorted(candidates))} could each "
+                            "be it; none graded")
         else:
             problems.append(f"{name} is missing")
     for extra in sorted(left):
-        problems.append(f"{extra} is not part of the lab; ignored")
+        problems.append(f"{printable(extra)} is not part of the lab; ignored")
     return matched, problems
 
 
@@ -228,12 +279,12 @@ def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: s
             except ValueError:
                 raw_ids[z.name] = ""
         for name, sid in _collect_ids(raw_ids, report).items():
-            raw[sid] = _read_zip(path / name)
+            raw[sid] = _read_zip(path / name, expected)
     else:
         folders = {p.name: p for p in sorted(path.iterdir())
                    if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")}
         for name, sid in _collect_ids({n: n for n in folders}, report).items():
-            raw[sid] = (_read_folder(folders[name], assignment), [])
+            raw[sid] = _read_folder(folders[name], assignment)
     submissions = []
     for sid, (files, problems) in sorted(raw.items()):
         matched, name_problems = match_names(files, expected)
