@@ -52,19 +52,47 @@ def _cmd_fetch_data(args: argparse.Namespace) -> int:
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
     from .grading.autograde import autograde
+    from .grading.cgroups import LimitsUnavailable
+    from .grading.cluster_tls import InsecureScheduler
     from .grading.sandbox import SandboxUnavailable
+    from .grading.systemd import delegated_or_none
 
+    if not args.no_limits:  # cgroup v2 without a cgroup of its own: again, in a delegated systemd scope
+        command = delegated_or_none(sys.argv)
+        if command is not None:
+            os.execvp(command[0], command)
+    security = None
     try:
+        if args.tls:
+            from .grading.cluster_tls import security as tls_security
+
+            security = tls_security(args.tls)
         results = autograde(args.submissions, args.out, course_root=args.course_root, workers=args.workers,
                             timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern,
-                            sandboxed=not args.no_sandbox, scheduler=args.scheduler)
-    except SandboxUnavailable as err:
+                            sandboxed=not args.no_sandbox, scheduler=args.scheduler, limits=not args.no_limits,
+                            budget=args.student_budget, security=security,
+                            insecure_scheduler=args.insecure_scheduler)
+    except (SandboxUnavailable, LimitsUnavailable, InsecureScheduler) as err:
         print(f"course-lab autograde: refusing to grade: {err}", file=sys.stderr)
         return 2
-    except ImportError as err:  # --scheduler without the cluster extra
+    except (ImportError, FileNotFoundError) as err:  # --scheduler without the cluster extra; --tls without its files
         print(f"course-lab autograde: {err}", file=sys.stderr)
         return 2
     print(f"Graded {len(results)} students: {args.out}/grades.csv, {args.out}/report.txt, {args.out}/feedback/")
+    return 0
+
+
+def _cmd_cluster_certs(args: argparse.Namespace) -> int:
+    from .grading.cluster_tls import make_certificates
+
+    try:
+        folder = make_certificates(args.folder)
+    except (FileExistsError, ImportError) as err:
+        print(f"course-lab cluster-certs: {err}", file=sys.stderr)
+        return 1
+    print(f"Certificates in {folder}/: ca.pem on every machine; scheduler.pem and scheduler-key.pem for the "
+          "scheduler, worker.pem and worker-key.pem for the workers, client.pem and client-key.pem here "
+          f"(course-lab autograde ... --tls {folder}). Keep ca-key.pem here, on no other machine.")
     return 0
 
 
@@ -154,14 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=int, default=60, metavar="SECONDS",
                        help="time limit of one notebook cell (default: 60)")
     grade.add_argument("--memory-limit", type=float, default=6.0, metavar="GB",
-                       help="address-space limit of a student's kernel (default: 6)")
+                       help="memory of all of a student's processes together, tmpfs included (and the address-space "
+                            "limit of each; default: 6)")
     grade.add_argument("--id-pattern", metavar="REGEX",
                        help="regular expression with a group named 'student' applied to zip file names")
     grade.add_argument("--course-root", default=".", help="folder holding nbgrader_config.py and solutions/ (default: .)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="grade without the bubblewrap sandbox (students' code then runs with your rights; the "
                             "report's first line says so). Only for submissions you trust")
+    grade.add_argument("--no-limits", action="store_true",
+                       help="grade without a cgroup per student (where cgroups cannot be had: one student's processes "
+                            "could then take the machine's memory and CPU from the others; the report says so)")
+    grade.add_argument("--student-budget", type=int, default=0, metavar="SECONDS",
+                       help="wall-clock seconds for one student's whole grading (default: 60 + per notebook the cell "
+                            "time limit + 60); a student stopped by it keeps the notebooks already graded")
+    grade.add_argument("--tls", metavar="DIR",
+                       help="with --scheduler tls://...: the folder of `course-lab cluster-certs` (ca.pem, client.pem, "
+                            "client-key.pem)")
+    grade.add_argument("--insecure-scheduler", action="store_true",
+                       help="grade through a plain tcp:// scheduler off this machine (anyone on its network could "
+                            "drive the workers; the report says so)")
     grade.set_defaults(func=_cmd_autograde)
+
+    certs = sub.add_parser("cluster-certs", help="make the TLS certificates of a grading cluster (docs/grading.md)",
+                           description="Make a certificate authority and certificates for a Dask grading cluster's "
+                                       "scheduler, workers and the TA's client, so that only these can connect.")
+    certs.add_argument("folder", metavar="DIR", help="a new folder for the certificates")
+    certs.set_defaults(func=_cmd_cluster_certs)
 
     lab = sub.add_parser("lab", help="open the student notebooks in JupyterLab and print the address to open",
                          description="Start JupyterLab from this environment on the student notebooks, on a "

@@ -81,6 +81,15 @@ WRONG_ANSWERS = [
      "        stop = len(conf) if b == n_bins - 1 else (b + 1) * bin_size\n"
      "        gaps.append((conf[b * bin_size:stop].mean() - right[b * bin_size:stop].mean()).item() ** 2)\n"
      "    return math.sqrt(sum(gaps) / len(gaps))\n"),
+    ("01_natural_adversarial_examples.ipynb", "adversarial_filter",  # crashes when every image is right
+     "def adversarial_filter(predict, images, labels, batch_size=256):\n"
+     "    kept = []\n"
+     "    with torch.no_grad():\n"
+     "        for start in range(0, len(images), batch_size):\n"
+     "            wrong = predict(images[start:start + batch_size]).argmax(1) != labels[start:start + batch_size]\n"
+     "            if wrong.any():\n"
+     "                kept.append(wrong.nonzero().flatten() + start)\n"
+     "    return torch.cat(kept)\n"),
     ("01_natural_adversarial_examples.ipynb", "adversarial_filter",  # forgets the batch offset
      "def adversarial_filter(predict, images, labels, batch_size=256):\n"
      "    kept = []\n"
@@ -113,6 +122,17 @@ WRONG_ANSWERS = [
      "        x_adv.requires_grad_(True)\n"
      "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
      "        x_adv = torch.clamp(x_adv.detach() + alpha * grad.sign(), x0 - eps, x0 + eps).clamp(0, 1)\n"
+     "    return x_adv.detach()\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "masked_attack",  # stops once every image is its target
+     "def masked_attack(model, x, target, mask, alpha, steps):\n"
+     "    x_adv = x.clone().detach()\n"
+     "    for _ in range(steps):\n"
+     "        x_adv.requires_grad_(True)\n"
+     "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
+     "        x_adv = (x_adv.detach() - alpha * mask * grad.sign()).clamp(0, 1)\n"
+     "        with torch.no_grad():\n"
+     "            if (model(x_adv).argmax(1) == target).all():\n"
+     "                break\n"
      "    return x_adv.detach()\n"),
     ("02_synthetic_adversarial_examples.ipynb", "masked_attack",  # unmasked steps, the mask applied at the end
      "def masked_attack(model, x, target, mask, alpha, steps):\n"

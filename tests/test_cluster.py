@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.grading import cluster
+from course_utils.grading import cluster, cluster_tls
 from course_utils.grading.autograde import autograde
 from grading_fixtures import RELEASE, ROOT, WRONG_ANSWERS, load, replace_solution, solved, write_student
 
@@ -59,14 +59,37 @@ def dask_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_cluster(dask_folder):
+def certificates(tmp_path_factory):
+    """The course's authority and certificates (`course-lab cluster-certs`)."""
+    return cluster_tls.make_certificates(tmp_path_factory.mktemp("tls") / "certs")
+
+
+def cluster_security(folder: Path):
+    """What the scheduler and each worker are started with (every process of a LocalCluster at once)."""
+    return distributed.Security(
+        tls_ca_file=str(folder / "ca.pem"), require_encryption=True,
+        **{f"tls_{role}_{part}": str(folder / f"{role}{'-key' if part == 'key' else ''}.pem")
+           for role in ("scheduler", "worker", "client") for part in ("cert", "key")})
+
+
+@pytest.fixture(scope="module")
+def local_cluster(dask_folder, certificates):
     # two single-threaded worker processes, as `dask worker` would run on two machines; no memory
-    # limit of Dask's own (the sandbox limits each kernel); started as docs/grading.md starts them
+    # limit of Dask's own (each student's cgroup limits their processes); every process speaking
+    # mutual TLS with the course's certificates: started as docs/grading.md starts them
     with restored_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                                       host="127.0.0.1", dashboard_address=":0", memory_limit=0,
                                                       preload=["course_utils.grading.cluster"],
-                                                      local_directory=dask_folder) as local:
+                                                      local_directory=dask_folder, protocol="tls://",
+                                                      security=cluster_security(certificates)) as local:
+        assert local.scheduler_address.startswith("tls://")
         yield local
+
+
+@pytest.fixture(scope="module")
+def ta(certificates):
+    """The TA's client credentials (`--tls DIR`)."""
+    return cluster_tls.security(certificates)
 
 
 def worker_folders(dask_folder: Path) -> set[Path]:
@@ -106,8 +129,8 @@ def rows(out: Path) -> dict[str, dict]:
     return {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
 
 
-def test_workers_started_with_the_preload_join_warm(local_cluster):
-    with distributed.Client(local_cluster.scheduler_address) as client:
+def test_workers_started_with_the_preload_join_warm(local_cluster, ta):
+    with distributed.Client(local_cluster.scheduler_address, security=ta) as client:
         # asked at once, before any task: each worker started its grading process and its imports as it started
         assert set(client.run(cluster.worker_is_warm).values()) == {True}
         zygotes = client.run(cluster.worker_zygote_pid)  # and its kernels' zygote, importing in its sandbox
@@ -162,13 +185,13 @@ def test_a_worker_that_closes_leaves_nothing_behind(submissions, tmp_path):
     assert grading_leftovers() <= before, "the grading process's folders in /tmp are gone"
 
 
-def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, tmp_path):
+def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_cluster, ta, tmp_path):
     out = tmp_path / "out"
-    with distributed.Client(local_cluster.scheduler_address) as client:
+    with distributed.Client(local_cluster.scheduler_address, security=ta) as client:
         client.run(cluster.worker_is_warm)
         zygotes = client.run(cluster.worker_zygote_pid)
         results = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address,
-                            timeout=30, progress=False)
+                            timeout=30, progress=False, security=ta)
         # the zygotes the workers started as they joined graded everyone: the TA's template binds the
         # same site/ and etc/ into the sandbox as the workers made for them
         assert client.run(cluster.worker_zygote_pid) == zygotes
@@ -179,13 +202,13 @@ def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_
     assert not any("grading failed" in p for r in results for p in r.problems)
     # a run again grades only what changed: nothing (the results come from the state file, timings and all)
     again = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
-                      progress=False)
+                      progress=False, security=ta)
     assert [(r.student_id, r.seconds) for r in again] == [(r.student_id, r.seconds) for r in results]
 
 
 def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, local_pool, local_cluster, dask_folder,
-                                                                   tmp_path):
-    client = distributed.Client(local_cluster.scheduler_address)
+                                                                   ta, tmp_path):
+    client = distributed.Client(local_cluster.scheduler_address, security=ta)
     killed = []
 
     def kill_a_busy_worker():
@@ -204,7 +227,7 @@ def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, 
     killer.start()
     try:
         results = autograde(submissions, tmp_path / "out", course_root=ROOT, scheduler=local_cluster.scheduler_address,
-                            timeout=30, progress=False)
+                            timeout=30, progress=False, security=ta)
     finally:
         killer.join(timeout=130)
         client.close()
@@ -224,7 +247,7 @@ def test_a_worker_killed_mid_run_still_leaves_everyone_graded_once(submissions, 
 
 
 def test_a_worker_with_other_grading_code_refuses(monkeypatch, tmp_path):
-    from course_utils.grading.autograde import GradingJob
+    from course_utils.grading.student import GradingJob
 
     job = GradingJob("ada", {}, [], "d", str(tmp_path), str(tmp_path), str(tmp_path), 30, 6.0, isolate=False)
     with pytest.raises(RuntimeError, match="differs from the TA's"):
@@ -277,3 +300,39 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
                 changed = dict(os.environ) != before
         assert changed, "Dask no longer changes the environment: restored_environ can go"
         assert dict(os.environ) == before
+
+
+# ---------------------------------------------------------------- only the TA drives the cluster (issue 33)
+
+def test_a_client_without_the_courses_certificate_cannot_connect(local_cluster, tmp_path):
+    """Mutual TLS: a client with certificates of another authority (or none) gets no session, so no
+    `Client.run` on the workers and no look at the hidden checks."""
+    stranger = cluster_tls.security(cluster_tls.make_certificates(tmp_path / "other"))
+    with pytest.raises((OSError, TimeoutError)):
+        distributed.Client(local_cluster.scheduler_address, security=stranger, timeout="5s")
+    with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
+        distributed.Client(local_cluster.scheduler_address, timeout="5s")
+
+
+def test_a_plain_scheduler_off_this_machine_is_refused_unless_the_ta_insists(tmp_path):
+    with pytest.raises(cluster_tls.InsecureScheduler, match="--insecure-scheduler"):
+        autograde(tmp_path, tmp_path / "out", course_root=ROOT, scheduler="tcp://10.20.30.40:8786")
+    with pytest.raises(cluster_tls.InsecureScheduler, match="--tls"):
+        cluster_tls.check_address("tls://10.20.30.40:8786", None)
+    assert cluster_tls.check_address("tcp://127.0.0.1:8786", None) == []  # this machine's loopback
+    assert cluster_tls.check_address("localhost:8786", None) == []
+    warning = cluster_tls.check_address("tcp://10.20.30.40:8786", None, insecure=True)
+    assert warning and warning[0].startswith("WARNING: UNENCRYPTED CLUSTER")
+
+
+def test_certificates_are_made_once_with_private_keys(tmp_path):
+    from course_utils import cli
+
+    assert cli.main(["cluster-certs", str(tmp_path / "certs")]) == 0
+    files = sorted(p.name for p in (tmp_path / "certs").iterdir())
+    assert files == ["ca-key.pem", "ca.pem", "client-key.pem", "client.pem", "scheduler-key.pem", "scheduler.pem",
+                     "worker-key.pem", "worker.pem"]
+    assert all((tmp_path / "certs" / f).stat().st_mode & 0o077 == 0 for f in files if f.endswith("-key.pem"))
+    assert cli.main(["cluster-certs", str(tmp_path / "certs")]) == 1  # never over the TA's existing keys
+    with pytest.raises(FileNotFoundError, match="cluster-certs"):
+        cluster_tls.security(tmp_path / "nowhere")

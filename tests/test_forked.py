@@ -40,7 +40,7 @@ if sys.argv[1] == "logs":  # the worker's own streams are elsewhere (as under py
     import io
     sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
 start = time.monotonic()
-from course_utils.grading.autograde import _limit_memory
+from course_utils.grading.student import _limit_memory
 status, output = forked.call(target, *(int(a) for a in sys.argv[2:]), cwd=os.environ["WHERE"],
                              env={"ONLY": "this", "PATH": os.environ["PATH"]}, timeout=3, prepare=_limit_memory(1))
 sys.__stdout__.write(json.dumps({"status": status, "output": output, "seconds": time.monotonic() - start,
@@ -108,3 +108,16 @@ def _cmdline(pid: str) -> str:
 
 if not sys.platform.startswith("linux"):
     pytestmark = pytest.mark.skip("forked grading runs are Linux-only (elsewhere: subprocesses)")
+
+
+def test_what_a_grader_keeps_of_a_childs_output_is_bounded():
+    from course_utils.grading.forked import BoundedOutput
+
+    kept = BoundedOutput(keep=10)
+    for chunk in (b"head-", b"01234", b"x" * 1000, b"-the-end"):
+        kept.add(chunk)
+    text = kept.text()
+    assert text.startswith("head-01234") and text.endswith("x-the-end") and "998 bytes of output left out" in text
+    small = BoundedOutput(keep=100)
+    small.add(b"all of it")
+    assert small.text() == "all of it"

@@ -7,6 +7,7 @@ import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 import pytest
@@ -15,7 +16,9 @@ from course_utils.grading import submissions as subs_mod
 from course_utils.grading.autograde import StudentResult, autograde, write_grades, write_report
 from course_utils.grading.submissions import (match_names, prepare_notebook, read_submissions, safe_student_id,
                                               student_id_from_filename)
+import dishonest_round_two as round_two
 from dishonest import MARKER, SLEEP, ZERO, attacks
+from grader_watch import GraderWatch
 from grading_fixtures import (RELEASE, ROOT, WRONG_ANSWERS, independent, lab_points, load, release_names,
                               replace_solution, solved, with_wrong_answer, write_student, write_zip, wrong_student)
 
@@ -145,7 +148,8 @@ def test_without_bubblewrap_grading_refuses_unless_told(tmp_path, monkeypatch, c
         autograde(tmp_path, tmp_path / "out", course_root=ROOT)
     assert cli.main(["autograde", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "--no-sandbox" in capsys.readouterr().err
-    write_report([], {"00_x": 2.0}, tmp_path / "report.txt", sandboxed=False)
+    write_report([], {"00_x": 2.0}, tmp_path / "report.txt",
+                 warnings=["WARNING: NOT SANDBOXED (--no-sandbox): students' code ran with the grader's rights"])
     assert (tmp_path / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
 
 
@@ -173,13 +177,19 @@ def test_a_test_cell_turned_into_markdown_or_unlocked_is_restored_from_the_relea
 
 @pytest.mark.parametrize("log, words", [
     ("[AutogradeApp | ERROR] Notebook has been modified: checksum mismatch", "changed into another kind of cell"),
-    ("duplicate grade id batch_accuracy_tests", "two cells carry the same grade id"),
-    ("something unexpected", "cell structure is broken"),
+    ("[AutogradeApp | ERROR] duplicate grade id batch_accuracy_tests", "two cells carry the same grade id"),
+    ("[AutogradeApp | ERROR] something unexpected", "could not grade it"),
+    # a restored test cell's warning is not why the notebook failed; the error under it is
+    ("[AutogradeApp | WARNING] Attribute 'checksum' for cell t has changed!\n"
+     "[AutogradeApp | ERROR] There was an error\n    RuntimeError: Kernel died before replying to kernel_info",
+     "the kernel died"),
+    ("[AutogradeApp | WARNING] Attribute 'checksum' for cell t has changed!\n[AutogradeApp | ERROR] Traceback\n"
+     "    nbclient.exceptions.CellTimeoutError: A cell timed out", "did not stop when interrupted"),
 ])
-def test_nbgrader_refusals_are_said_in_words(log, words):
-    from course_utils.grading.autograde import _nbgrader_refusal
+def test_nbgrader_failures_are_said_in_words(log, words):
+    from course_utils.grading.student import _failure
 
-    assert words in _nbgrader_refusal(log)
+    assert words in _failure(log)
 
 
 def test_grades_csv_and_report(tmp_path):
@@ -262,9 +272,19 @@ def _processes(text: str) -> list[str]:
     return found
 
 
+class Run(NamedTuple):
+    folder: Path
+    out: Path
+    results: dict
+    snapshots: tuple
+    watch: GraderWatch
+    tmp_before: set  # grading's folders in /tmp before the run (an earlier test's, swept later)
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """One autograde run for the whole catalogue: honest, wrong, broken and dishonest students."""
+    """One autograde run for the whole catalogue: honest, wrong, broken and dishonest students (both
+    rounds), while a watch records what the grader's own processes hold."""
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("graded")
     write_student(folder, "solution", {name: solved(name) for name in release_names()})
@@ -279,10 +299,17 @@ def graded(tmp_path_factory):
     for name in STRANGE_FOLDERS:
         write_student(folder, name, {NB00: _nb00(GOOD)})
     (folder / "missing_all" / "lab4").mkdir(parents=True)
+    for student, notebooks in round_two.tamper_students().items():
+        write_student(folder, student, notebooks)
+    write_student(folder, "markdown-xss", {NB00: round_two.markdown_attack()})
+    for student, notebook in round_two.machine_students().items():
+        write_student(folder, student, {NB00: notebook})
     before = _snapshot(ROOT / "course_utils", ROOT / "solutions", ROOT / "labs", folder)
-    results = autograde(folder, out, course_root=ROOT, workers=2, timeout=30, progress=False)
+    tmp_before = {p.name for p in Path("/tmp").iterdir() if p.name.startswith(("cl-", "clz-", "course-lab-"))}
+    with GraderWatch() as watch:
+        results = autograde(folder, out, course_root=ROOT, workers=2, timeout=30, progress=False)
     after = _snapshot(ROOT / "course_utils", ROOT / "solutions", ROOT / "labs", folder)
-    return folder, out, {r.student_id: r for r in results}, (before, after)
+    return Run(folder, out, {r.student_id: r for r in results}, (before, after), watch, tmp_before)
 
 
 def _total(result):
@@ -291,7 +318,7 @@ def _total(result):
 
 @pytest.mark.grading
 def test_solution_gets_full_marks_and_blank_gets_zero(graded):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows["solution"]["score"] == rows["solution"]["max_score"], results["solution"]
     assert float(rows["blank"]["score"]) == 0
@@ -316,7 +343,7 @@ def test_solution_gets_full_marks_and_blank_gets_zero(graded):
     ("missing_all", 0, "is missing"),
 ])
 def test_bad_submissions_cost_only_their_own_points(graded, student, points, problem):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     result = results[student]
     assert result.scores.get("00_getting_started", 0) == points, result
     if problem:
@@ -328,7 +355,7 @@ def test_bad_submissions_cost_only_their_own_points(graded, student, points, pro
 @pytest.mark.grading
 @pytest.mark.parametrize("index", range(len(WRONG_ANSWERS)), ids=[g for _, g, _ in WRONG_ANSWERS])
 def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, index):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     notebook, grade_id, _ = WRONG_ANSWERS[index]
     result = results[wrong_student(index)]
     stem = Path(notebook).stem
@@ -341,7 +368,7 @@ def test_a_typical_wrong_answer_loses_that_cell_and_keeps_the_others(graded, ind
 
 @pytest.mark.grading
 def test_answers_written_from_the_exercise_texts_alone_get_full_marks(graded):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows["independent"]["score"] == rows["independent"]["max_score"] == str(lab_points()), results["independent"]
     assert not results["independent"].lost
@@ -349,7 +376,7 @@ def test_answers_written_from_the_exercise_texts_alone_get_full_marks(graded):
 
 @pytest.mark.grading
 def test_feedback_per_student_and_hidden_checks_stay_hidden(graded):
-    _, out, _, _ = graded
+    _, out, _, _, *_ = graded
     feedback = out / "feedback" / "solution"
     pages = sorted(feedback.glob("*.html"))
     assert [p.stem for p in pages] == [Path(n).stem for n in release_names()]
@@ -368,7 +395,7 @@ def test_feedback_per_student_and_hidden_checks_stay_hidden(graded):
 
 @pytest.mark.grading
 def test_grading_again_skips_unchanged_submissions(graded, tmp_path):
-    folder, out, first, _ = graded
+    folder, out, first, _, *_ = graded
     again = autograde(folder, out, course_root=ROOT, workers=1, timeout=30, progress=False,
                       executor=ThreadPoolExecutor(1))
     assert {r.student_id: r.seconds for r in again} == {s: r.seconds for s, r in first.items()}
@@ -379,7 +406,7 @@ def test_grading_again_skips_unchanged_submissions(graded, tmp_path):
 @pytest.mark.grading
 @pytest.mark.parametrize("student", ZERO)
 def test_a_cheat_scores_zero_and_the_honest_student_keeps_full_marks(graded, student):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert rows[student]["score"] == "0", (results[student], open(out / "report.txt").read())
     assert rows["solution"]["score"] == rows["solution"]["max_score"] == str(lab_points())
@@ -389,7 +416,7 @@ def test_a_cheat_scores_zero_and_the_honest_student_keeps_full_marks(graded, stu
 
 @pytest.mark.grading
 def test_report_and_grades_agree_line_by_line(graded):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     report = (out / "report.txt").read_text()
     assert set(rows) == set(results)
@@ -399,7 +426,7 @@ def test_report_and_grades_agree_line_by_line(graded):
 
 @pytest.mark.grading
 def test_nothing_outside_the_students_folder_changed(graded):
-    folder, out, _, (before, after) = graded
+    folder, out, _, (before, after), *_ = graded
     assert before == after, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     for place in (ROOT, folder, out, Path("/tmp"), Path.home()):
         assert not (place / MARKER).exists(), place
@@ -416,7 +443,7 @@ def test_no_process_outlives_the_run(graded):
 
 @pytest.mark.grading
 def test_feedback_shows_the_checks_message_and_leaks_nothing(graded):
-    _, out, _, _ = graded
+    _, out, _, _, *_ = graded
     leak = html.unescape((out / "feedback" / "cheat-leak" / "00_getting_started.html").read_text())
     # passes the visible tests, fails the hidden check: the feedback shows the checker's message
     wrong = html.unescape((out / "feedback" / "cheat-always-equal" / "00_getting_started.html").read_text())
@@ -438,7 +465,7 @@ def test_feedback_shows_the_checks_message_and_leaks_nothing(graded):
 
 @pytest.mark.grading
 def test_suspicious_answers_are_flagged_for_the_ta(graded):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     for student in ["cheat-patch-check", "cheat-builtins", "cheat-input-transformer", "cheat-ast-transformer",
                     "cheat-leave-process", "cheat-kill-grader", "reference-hook-off"]:
         assert any(p.startswith("suspicious:") for p in results[student].problems), (student, results[student])
@@ -448,7 +475,7 @@ def test_suspicious_answers_are_flagged_for_the_ta(graded):
 
 @pytest.mark.grading
 def test_strange_folder_names_are_graded_under_safe_ids(graded):
-    _, out, results, _ = graded
+    _, out, results, _, *_ = graded
     for safe in STRANGE_FOLDERS.values():
         assert results[safe].scores["00_getting_started"] == 2
     assert "graded as 'touch_pwn'" in (out / "report.txt").read_text()
@@ -465,3 +492,184 @@ def test_without_the_sandbox_the_checker_still_judges_and_the_report_says_so(tmp
     assert results["honest"].scores["00_getting_started"] == 2
     assert results["sneaky"].scores["00_getting_started"] == 0
     assert (tmp_path / "out" / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
+
+
+# ---------------------------------------------------------------- round two (issue 33)
+
+HONEST = ["solution", "independent", *STRANGE_FOLDERS.values()]
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("student", sorted(round_two.tamper_students()))
+def test_an_answer_that_tampers_with_the_checks_fixture_scores_nothing(graded, student):
+    """Row 1 (notebook 02: the weights zeroed, x returned) and its kind for every exercise: the visible
+    tests pass (the functions answer them honestly), every hidden check fails."""
+    result = graded.results[student]
+    assert sorted(result.lost) == sorted(round_two.tampered_cells(student)), result
+    assert sum(result.scores.values()) == 0, result
+    page = html.unescape((graded.out / "feedback" / student / f"{sorted(result.scores)[0]}.html").read_text())
+    assert "changed" in page  # the check's message says what was changed
+
+
+@pytest.mark.grading
+def test_student_markdown_runs_nowhere_and_the_page_says_the_real_score(graded):
+    """Row 2, read from the page: nothing of the student's markdown is live; the policy forbids the rest."""
+    from bs4 import BeautifulSoup
+
+    page = (graded.out / "feedback" / "markdown-xss" / "00_getting_started.html").read_text()
+    head, body = page.split("<body", 1)
+    soup = BeautifulSoup(body, features="html.parser")
+    assert not soup.find_all(["script", "iframe", "svg", "style", "meta", "base"])
+    assert not [t for t in soup.find_all(True) if any(a.startswith("on") or a == "style" for a in t.attrs)]
+    assert not [a for a in soup.find_all("a") if "javascript" in str(a.get("href", "")).lower()]
+    assert "Content-Security-Policy" in head and "script-src" not in head and "default-src 'none'" in head
+    assert "(Score: 0.0 / 2.0)" in page and graded.results["markdown-xss"].scores["00_getting_started"] == 0
+
+
+@pytest.mark.grading
+@pytest.mark.browser
+def test_in_chromium_no_student_script_runs_and_the_real_score_is_what_is_seen(graded):
+    if os.environ.get("LAB_SKIP_BROWSER"):
+        pytest.skip("LAB_SKIP_BROWSER is set")
+    from playwright.sync_api import sync_playwright
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+
+    page_file = graded.out / "feedback" / "markdown-xss" / "00_getting_started.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            dialogs, requests = [], []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            page.wait_for_timeout(1500)  # a refresh, an onerror, an animation's begin: time to fire
+            assert page.url == page_file.as_uri(), "the page navigated away (meta refresh)"
+            assert page.evaluate("window.pwned") is None and not dialogs
+            assert not [u for u in requests if "example.org" in u], requests  # (the template's own MathJax is
+            # blocked by the policy too)
+            heading = page.locator("div.panel-heading h4").first
+            assert heading.is_visible() and "(Score: 0.0 / 2.0)" in heading.inner_text()
+            box = heading.bounding_box()
+            top = page.evaluate(f"document.elementFromPoint({box['x'] + 5}, {box['y'] + box['height'] / 2}).closest('h4')"
+                                " !== null")
+            assert top, "something covers the real score"
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "feedback-markdown-xss.png"), full_page=False)
+        finally:
+            browser.close()
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("student", sorted(round_two.MACHINE))
+def test_an_attack_on_the_machine_costs_only_its_own_points(graded, student):
+    """Rows 3-6 and 9, and the variants: the attacker keeps what its own right answer earns where
+    the limits let its notebook finish, is reported for what it ran into, and nobody else loses."""
+    result = graded.results[student]
+    expected = round_two.MACHINE_POINTS[student]
+    if expected is not None:
+        assert result.scores["00_getting_started"] == expected, result
+    assert not any("grading failed" in p or "refused it" in p or "could not grade" in p for p in result.problems), \
+        result.problems
+    for honest in HONEST:
+        assert not graded.results[honest].lost and not any("stopped" in p for p in graded.results[honest].problems)
+    rows = {r["student_id"]: r for r in csv.DictReader(open(graded.out / "grades.csv"))}
+    assert rows["solution"]["score"] == rows["independent"]["score"] == str(lab_points())
+
+
+@pytest.mark.grading
+def test_two_hundred_spinners_stop_at_the_students_budget_never_run_again(graded):
+    """Row 5: the hog's processes share one core; its grading ends within its budget (one notebook),
+    is reported as stopped by it if it ran out, and is never graded a second time."""
+    from course_utils.grading.student import student_budget
+
+    result = graded.results["spin-200"]
+    assert result.seconds <= student_budget(30, 1) + 30, result
+    assert all(p.startswith("stopped: time budget") for p in result.problems if "stopped" in p)
+    assert result.usage["throttled"] > 0  # its processes together ran into the one core they have
+
+
+@pytest.mark.grading
+def test_a_students_forks_and_tmpfs_share_one_memory_limit(graded):
+    """Row 6: a dozen forks of up to 1.2 GB (the tmpfs in a nested user namespace is refused: no
+    namespaces in a kernel), and 8 GB in memory files, against the 6 GB of the student's group."""
+    for student in ("fork-memory", "memfd-8gb"):
+        result = graded.results[student]
+        assert result.usage["memory_peak"] <= 6 * 2**30 + 64 * 2**20, result.usage
+        assert result.usage["oom_kills"] >= 1 and any(p.startswith("memory:") for p in result.problems), result
+    assert graded.results["fork-bomb"].usage["forks_refused"] > 0
+
+
+@pytest.mark.grading
+def test_the_graders_own_processes_and_files_stay_bounded(graded):
+    """Rows 3, 4 and 9: 3 GB written to the kernel's stdout, 2 GB of files in the IPC folder, 300 MB
+    printed: no process of the grader's holds much more than its own code, no page is more than
+    the caps, nothing is left in /tmp."""
+    largest, command = graded.watch.largest()
+    assert largest < 2 * 2**30, (largest, command)
+    pages = sorted((graded.out / "feedback").rglob("*.html"))
+    assert max(p.stat().st_size for p in pages) < 12 * 2**20
+    flood = (graded.out / "feedback" / "print-300mb" / "00_getting_started.html").read_text()
+    assert "output truncated" in flood or "not shown" in flood
+    assert sum(p.stat().st_size for p in graded.out.rglob("*") if p.is_file()) < 200 * 2**20
+    left = {p.name for p in Path("/tmp").iterdir() if p.name.startswith(("cl-", "clz-", "course-lab-autograde-"))}
+    assert not left - graded.tmp_before, left - graded.tmp_before
+
+
+@pytest.mark.grading
+def test_the_report_holds_no_control_characters(graded):
+    """Row 8's kind, from inside a kernel: a check asked for under a name with a carriage return and
+    escape codes is reported, escaped."""
+    report = (graded.out / "report.txt").read_text()
+    assert "\r" not in report and "\x1b" not in report
+    assert "\\r\\e[2Kflood-checker: 32 / 32" in report
+
+
+@pytest.fixture(scope="module")
+def zip_run(graded, tmp_path_factory):
+    """The next run after the big one (whose fill-ipc student filled its IPC folder): LMS zips, honest
+    and hostile, graded while the TA's process's memory is traced."""
+    import tracemalloc
+
+    zips = tmp_path_factory.mktemp("zips")
+    round_two.hostile_zips(zips)
+    out = tmp_path_factory.mktemp("zips-out")
+    tracemalloc.start()
+    try:
+        results = {r.student_id: r for r in autograde(zips, out, course_root=ROOT, workers=2, timeout=30,
+                                                       progress=False)}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, results, peak
+
+
+@pytest.mark.grading
+def test_after_a_student_filled_their_ipc_folder_the_next_run_grades_everyone(zip_run):
+    """Row 4's aftermath: the next run (which sweeps what earlier graders left) grades honest students."""
+    _, results, _ = zip_run
+    assert results["honest"].scores["00_getting_started"] == 2.0, results["honest"].problems
+    assert results["name_2Kescname_32"].scores["00_getting_started"] == 2.0
+    assert not any("grading failed" in p for r in results.values() for p in r.problems)
+
+
+@pytest.mark.grading
+def test_hostile_zips_are_skipped_and_the_rest_graded(zip_run):
+    """Rows 7 and 8: a zip of 60 members of 50 MB, another of 30 notebook-named ones, and names with
+    carriage returns and escape codes, beside honest zips: the honest students are graded, the bombs
+    are reported and not read, the report holds no control character."""
+    out, results, peak = zip_run
+    assert peak < 300 * 2**20, peak  # (it read 3.6 GB before the caps)
+    assert results["escape"].scores["00_getting_started"] == 0.0
+    # 60 members that are not the lab's notebooks: ignored, unread; the notebook beside them graded
+    assert results["bomb"].scores["00_getting_started"] == 2.0
+    assert any("60 file(s) that are not the lab's notebooks ignored" in p for p in results["bomb"].problems)
+    # 30 notebook-named members that expand a thousand times: nothing read, the student listed with 0
+    assert results["bombnb"].scores == {} and any("over the caps" in p for p in results["bombnb"].problems)
+    report = (out / "report.txt").read_text()
+    assert "\r" not in report and "\x1b" not in report and "\u202e" not in report
+    assert "bombnb_lab4.zip: over the caps of a submission" in report
+    assert not [line for line in report.splitlines() if line.startswith("escape: 32")]  # no line faked by a name
+    grades = (out / "grades.csv").read_text()
+    assert "\r" not in grades.replace("\r\n", "\n") and "\x1b" not in grades

@@ -30,7 +30,7 @@ def test_nbformat_validates_without_the_iri_parser_and_without_torch():
 
 
 def test_kernel_options_throw_the_kernel_away_when_its_notebook_is_done(tmp_path):
-    from course_utils.grading.autograde import _kernel_options
+    from course_utils.grading.student import kernel_options as _kernel_options
 
     options = _kernel_options(tmp_path, 30)
     assert "--ExecutePreprocessor.shutdown_kernel=immediate" in options
@@ -38,7 +38,7 @@ def test_kernel_options_throw_the_kernel_away_when_its_notebook_is_done(tmp_path
 
 
 def test_timings_are_added_per_notebook(tmp_path):
-    from course_utils.grading.autograde import _add_timings
+    from course_utils.grading.student import _add_timings
 
     path = tmp_path / "timings.json"
     path.write_text(json.dumps([{"notebook": "00_getting_started", "kernel_start": 0.61, "cells": [0.1, 2.0, 0.4],
@@ -61,7 +61,7 @@ def test_the_grading_kernel_client_and_manager_wait_for_events_not_timers(tmp_pa
     import zmq
 
     from course_utils.grading import kernel_client
-    from course_utils.grading.autograde import _kernel_options
+    from course_utils.grading.student import kernel_options as _kernel_options
     from course_utils.grading.kernel_client import GradingKernelClient, GradingKernelManager
 
     options = _kernel_options(tmp_path, 30)
@@ -114,3 +114,43 @@ def test_a_new_gradebook_is_stamped_with_the_revision_alembic_itself_reports(mon
     # nbgrader runs the `alembic` command beside this Python
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert alembic_head() == get_alembic_version()
+
+
+def test_a_cells_outputs_are_capped_while_they_arrive_with_a_note(tmp_path):
+    """nbgrader keeps at most OUTPUT_CELL_BYTES of a cell's outputs and OUTPUT_NOTEBOOK_BYTES of a
+    notebook's, with a note where it stopped; and a single output over the kernel client's message
+    limit never arrives, which the cell says too (issue 33, rows 3 and 9). Run with a plain local
+    kernel (the capping is nbgrader's side; a graded kernel is only sandboxed)."""
+    code = """
+import json
+from nbformat.v4 import new_code_cell, new_notebook
+from course_utils.grading import nbgrader_run
+nbgrader_run._limit_outputs(cell_bytes=100_000, notebook_bytes=150_000)
+from nbgrader.preprocessors import Execute
+cells = ["for _ in range(50):\\n    print('x' * 10_000, flush=True)", "print('small')",
+         "for _ in range(4):\\n    print('y' * 10_000, flush=True)", "for _ in range(2):\\n    print('z' * 10_000, flush=True)",
+         "print('after')"]
+nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+nb, _ = Execute(timeout=60, kernel_name="python3",
+                kernel_manager_class="course_utils.grading.kernel_client.GradingKernelManager").preprocess(nb, {})
+print(json.dumps([["".join(o.get("text", "")) for o in c.outputs] for c in nb.cells]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    cells = json.loads(out.stdout.strip().splitlines()[-1])
+    first = "".join(cells[0])
+    assert first.count("x") <= 100_000 and "output truncated" in first and "went past 98 kB" in first
+    assert cells[1] == ["small\n"]
+    assert "".join(cells[2]).count("y") == 40_000 and "truncated" not in "".join(cells[2])
+    assert "went past the notebook's 146 kB" in "".join(cells[3])
+    assert cells[4] == ["after\n"]  # (small enough for what is left of the notebook's share)
+
+
+def test_kernels_take_no_message_over_the_limit_and_flooded_cells_do_not_fail_the_notebook(tmp_path):
+    import zmq
+
+    from course_utils.grading import kernel_client
+    from course_utils.grading.student import kernel_options
+
+    context = kernel_client.GradingKernelClient()._context_default()
+    assert context.getsockopt(zmq.MAXMSGSIZE) == kernel_client.MAX_MESSAGE_BYTES == 16 * 2**20
+    assert "--ExecutePreprocessor.raise_on_iopub_timeout=False" in kernel_options(tmp_path, 30)

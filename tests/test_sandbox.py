@@ -103,7 +103,7 @@ def test_scratch_space_and_memory_are_limited(spec):
     assert got == {"tmp": "OSError", "home": "OSError"}  # 200 MB into a 64 MB tmpfs
     launcher = subprocess.run(
         [sys.executable, "-c", "import resource, sys; from course_utils.grading import sandbox; "
-         f"sandbox._limit(sandbox.SandboxSpec('/x', '/y', '/z', memory_limit_gb=1)); bytearray(2 * 2**30)"],
+         f"sandbox.apply_limits(sandbox.SandboxSpec('/x', '/y', '/z', memory_limit_gb=1)); bytearray(2 * 2**30)"],
         capture_output=True, text=True, timeout=60)
     assert "MemoryError" in launcher.stderr
 
@@ -126,5 +126,5 @@ def test_no_process_survives_the_sandbox(spec, tmp_path):
 def test_the_kernelspec_starts_the_launcher(tmp_path):
     folder = sandbox.install_kernelspec(tmp_path)
     spec = json.loads((folder / "kernel.json").read_text())
-    assert spec["argv"][1:4] == ["-m", "course_utils.grading.sandbox", "-f"]
+    assert spec["argv"][1:4] == ["-m", "course_utils.grading.launcher", "-f"]
     assert spec["interrupt_mode"] == "message"

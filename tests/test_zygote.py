@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import KernelManager
 
-from course_utils.grading import held_folders, sandbox, template, zygote
+from course_utils.grading import held_folders, launcher, sandbox, template, zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.grading
@@ -116,9 +116,10 @@ def test_each_kernel_is_a_fresh_unprivileged_fork(student):
     first = Kernel(student["ipc"])
     try:
         got = first.run(probe)
-        first.run("import json, subprocess\n"
+        first.run("import json, os, subprocess\n"
                   f"subprocess.Popen(['sleep', '{MARK}'], start_new_session=True)\n"
                   "open('/tmp/left-by-01', 'w').write('x'); open('/home/student/left-by-01', 'w').write('x')\n"
+                  "os.makedirs(os.path.join(os.path.dirname(os.environ['COURSE_CHECKER_SOCKET']), 'junk', 'deep'))\n"
                   "print(json.dumps({}))")
         assert sleepers(), "the kernel could not start a process"
     finally:
@@ -140,6 +141,7 @@ def test_each_kernel_is_a_fresh_unprivileged_fork(student):
     finally:
         second.close()
     assert "left-by-01" not in got2["tmp"] and "left-by-01" not in got2["home"]
+    assert not (student["ipc"] / "junk").exists(), "what a kernel left in the IPC folder outlived it"
 
 
 def test_killing_the_launcher_kills_the_kernel_and_what_it_started(student):
@@ -173,7 +175,7 @@ def test_scratch_space_of_a_fork_is_limited(student):
 
 def test_without_a_zygote_the_launcher_starts_its_own_sandbox(student, tmp_path):
     gone = str(tmp_path / "no-such-zygote.sock")
-    assert zygote.launch(gone, ["-f", str(tmp_path / "kernel.json")]) is None
+    assert launcher.launch(gone, ["-f", str(tmp_path / "kernel.json")]) is None
     os.environ[zygote.CONTROL_ENV] = gone
     try:
         kernel = Kernel(student["ipc"])
@@ -245,7 +247,7 @@ def test_a_workers_zygote_shows_each_kernel_only_its_own_students_folder(student
                 kernel.close()
         for name, folder in folders.items():
             assert seen[name]["root"] == [name], seen[name]  # the other student's folder is not there
-            assert f"{name}.txt" in seen[name]["own"]
+            assert any(f.endswith(".log") for f in seen[name]["own"])  # its own kernel's log, in its folder
             assert seen[name]["checker"] == str(folder / sandbox.CHECKER_SOCKET)
         # a request for a folder outside the zygote's is refused: no kernel
         elsewhere = Path(tempfile.mkdtemp(prefix="clx-", dir="/tmp"))
@@ -253,7 +255,7 @@ def test_a_workers_zygote_shows_each_kernel_only_its_own_students_folder(student
         connection.write_text("{}")
         monkeypatch.setenv(sandbox.SPEC_ENV, str(sandbox.SandboxSpec(**{**vars(spec), "ipc_dir": str(elsewhere)})
                                                  .write(tmp_path / "elsewhere.json")))
-        assert zygote.launch(shared.control, ["-f", str(connection)]) == 1
+        assert launcher.launch(shared.control, ["-f", str(connection)]) == 1
         shutil.rmtree(elsewhere, ignore_errors=True)
     finally:
         shared.stop()
@@ -301,7 +303,7 @@ def test_a_request_the_zygote_refuses_ends_the_launcher_with_status_1(tmp_path, 
         for _ in range(20):  # the refusal lands before, during or after the request is sent
             refuse = threading.Thread(target=lambda: server.accept()[0].close())
             refuse.start()
-            assert zygote.launch(control, ["-f", str(connection)]) == 1
+            assert launcher.launch(control, ["-f", str(connection)]) == 1
             refuse.join()
         server.close()
     finally:

@@ -134,13 +134,19 @@ class Verdict:
 class CheckServer:
     """Runs one student's hidden checks on request from their sandboxed kernel.
 
-    `expected` maps each test cell's grade_id to the check its hidden block calls.
+    `expected` maps each test cell's grade_id to the check its hidden block calls. A kernel may
+    hold at most `MAX_CONNECTIONS` connections at once (more are closed as they come: a flood of
+    them costs the grader no threads), and at most `MAX_STRAY` strays are kept for the report.
     """
+
+    MAX_CONNECTIONS = 8
+    MAX_STRAY = 20
 
     def __init__(self, path: str, expected: dict[str, str], *, timeout: float = 120.0):
         self.path, self.timeout = path, timeout
         self.verdicts = {grade_id: Verdict(check) for grade_id, check in expected.items()}
         self.stray: list[str] = []  # checks asked for outside their own test cell
+        self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
         self._current: str | None = None
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,9 +180,24 @@ class CheckServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                conn.close()
+                self._stray(f"more than {self.MAX_CONNECTIONS} connections to the checker at once")
+                continue
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
+    def _stray(self, what: str) -> None:
+        with self._lock:
+            if what not in self.stray and len(self.stray) < self.MAX_STRAY:
+                self.stray.append(what)
+
     def _handle(self, conn: socket.socket) -> None:
+        try:
+            self._serve_one(conn)
+        finally:
+            self._slots.release()
+
+    def _serve_one(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(self.timeout)
             try:
@@ -188,7 +209,7 @@ class CheckServer:
                     cell = self._current
                 verdict = self.verdicts.get(cell) if cell else None
                 if verdict is None or verdict.check != check:
-                    self.stray.append(f"{check} asked for outside its test cell ({cell or 'no test cell'})")
+                    self._stray(f"{check} asked for outside its test cell ({cell or 'no test cell'})")
                     protocol.send(conn, {"op": "done", "passed": False,
                                          "message": "a hidden check runs only in its own test cell"})
                     return

@@ -6,7 +6,7 @@ Workers share no file system with the TA's machine:
   scattered to every worker (`Client.scatter(..., broadcast=True)`); each worker process
   unpacks it once into a temporary folder of its own and installs the sandbox's kernelspec
   for its own Python;
-- a task grades one student (`autograde.grade_student`, in the same bubblewrap sandbox as on
+- a task grades one student (`student.grade_student`, in the same bubblewrap sandbox as on
   the TA's machine, in a single-threaded grading process the worker keeps: `_in_helper`) and
   returns the result and the feedback pages as data; only the TA's machine writes OUT;
 - a worker refuses to grade when its hidden checks or grading code differ from the TA's (a
@@ -14,8 +14,9 @@ Workers share no file system with the TA's machine:
 
 One future per student: Dask reruns the task of a worker that dies on another worker (up to
 `distributed.scheduler.allowed-failures` times), and the TA's machine records each student
-once, when its future completes. `distributed` is an optional extra:
-`pip install "course-utils[cluster]"`.
+once, when its future completes. Every process of the cluster speaks mutual TLS with the
+certificates of `cluster_tls.py` (a plain scheduler off loopback is refused). `distributed`
+is an optional extra: `pip install "course-utils[cluster]"`.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from . import sandbox
+from . import sandbox, student
 
 # what each worker makes for its own Python (the kernelspec and the sandbox's /etc); release/
 # travels (a few hundred KB): the worker highlights its code once for every feedback page
@@ -101,7 +102,7 @@ def _helper():
         pool = _helpers.get("pool")
         if pool is None:
             pool = _helpers["pool"] = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=sandbox.die_with_parent)
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=student.worker_setup)
             if not _helpers.get("leaves"):
                 # at the worker process's exit, before multiprocessing joins the helper (for ever, unless
                 # told to stop) and before its queues' own finalizers (priority 10) close their feeders
@@ -129,18 +130,16 @@ def _in_helper(function, *args):
 def warm_helper(local_directory: str | None = None):
     """Start this worker's grading process and have it import what grading needs (nbgrader,
     torch, the hidden checks: `forked.preload`, about 10 s on one core) and start its kernels'
-    zygote (`autograde.warm_worker`) now, not with the worker's first student. Returns that
+    zygote (`student.warm_worker`) now, not with the worker's first student. Returns that
     warm-up's future: run from the TA's client when it connects, it does not wait, so the
     workers import while the TA's machine prepares the template. `local_directory`: the Dask
     worker's (`_worker_folder` cannot find a worker still starting, as in `dask_setup`)."""
-    from . import autograde
-
     with _lock:
         folder = _helpers.get("sandbox")
         if folder is None:  # the zygote's site/ and etc/, removed with the templates (`_leave`)
             folder = _helpers["sandbox"] = Path(tempfile.mkdtemp(prefix="course-lab-sandbox-",
                                                                  dir=local_directory or _worker_folder()))
-    return _submit_from_daemon(_helper(), autograde.warm_worker, str(folder))
+    return _submit_from_daemon(_helper(), student.warm_worker, str(folder))
 
 
 def _grading_imports_done() -> bool:
@@ -159,9 +158,7 @@ def worker_is_warm() -> bool:
 def worker_zygote_pid() -> int | None:
     """On a worker (`Client.run(worker_zygote_pid)`): the PID of its grading process's zygote (the
     process its kernels fork from), None if it has none."""
-    from . import autograde
-
-    return _in_helper(autograde.worker_zygote_pid) if _helper_started() else None
+    return _in_helper(student.worker_zygote_pid) if _helper_started() else None
 
 
 def _helper_started() -> bool:
@@ -239,8 +236,6 @@ def _submit_from_daemon(pool, function, *args):
 
 def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     """Grade one student on a worker: (StudentResult, {feedback file name: bytes})."""
-    from .autograde import grade_student
-
     here = grading_code_digest()
     if here != code_digest:
         raise RuntimeError(f"this worker's course_utils grading code ({here}) differs from the TA's ({code_digest}): "
@@ -252,7 +247,7 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     try:
         local = dataclasses.replace(job, template=str(template), work_dir=str(work / "work"),
                                     feedback_dir=str(work / "feedback"))
-        result = _in_helper(grade_student, local)
+        result = _in_helper(student.grade_student, local)
         folder = work / "feedback" / job.student_id
         files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.html"))} if folder.is_dir() else {}
         return result, files
@@ -261,11 +256,12 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
 
 
 @contextlib.contextmanager
-def connected(address: str):
-    """A client of the scheduler at `address`. Every worker starts its grading process's imports
-    at once (`warm_helper`), so that they overlap the TA's machine preparing the template."""
+def connected(address: str, security=None):
+    """A client of the scheduler at `address` (with `security`: `cluster_tls.security`). Every
+    worker starts its grading process's imports at once (`warm_helper`), so that they overlap
+    the TA's machine preparing the template."""
     distributed = require_distributed()
-    client = distributed.Client(address, timeout="30s")
+    client = distributed.Client(address, timeout="30s", security=security)
     try:
         client.run(_start_warming)
         yield client

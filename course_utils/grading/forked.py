@@ -45,6 +45,46 @@ def preload() -> None:
         _PRELOADED = True
 
 
+class BoundedOutput:
+    """What a grader keeps of a child's output (nbgrader's log): the first and the last `keep`
+    bytes, whatever the child writes. The log is read for a few markers and shown in the report;
+    a student's kernel cannot write to it (its output goes to a log of its own), but nothing
+    that reaches a grader's memory is left unbounded."""
+
+    def __init__(self, keep: int = 256 * 1024):
+        self.keep, self.head, self.tail, self.dropped = keep, bytearray(), bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > self.keep:
+                self.dropped += len(self.tail) - self.keep
+                del self.tail[:len(self.tail) - self.keep]
+
+    def read_from(self, stream, process, timeout: float) -> None:
+        """Read `stream` to its end (a subprocess's stdout); TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        fd = stream.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return
+                self.add(chunk)
+
+    def text(self) -> str:
+        gap = f"\n[course-lab] {self.dropped} bytes of output left out\n".encode() if self.dropped else b""
+        return (bytes(self.head) + gap + bytes(self.tail)).decode("utf-8", "replace")
+
+
 def run(argv: list[str], *, cwd: str, env: dict[str, str], timeout: float,
         prepare: Callable[[], None] | None = None) -> tuple[int, str]:
     """`nbgrader_run.main(argv)` in a fork (see `call`), with nbgrader and the checker preloaded."""
@@ -66,7 +106,7 @@ def call(target: Callable[..., int | None], *args, cwd: str, env: dict[str, str]
     if pid == 0:
         _child(target, args, cwd, env, prepare, read_end, write_end)  # never returns
     os.close(write_end)
-    chunks, deadline, killed, status, exited_at = [], time.monotonic() + timeout, False, None, None
+    chunks, deadline, killed, status, exited_at = BoundedOutput(), time.monotonic() + timeout, False, None, None
     with os.fdopen(read_end, "rb") as output:
         while True:
             now = time.monotonic()
@@ -86,11 +126,11 @@ def call(target: Callable[..., int | None], *args, cwd: str, env: dict[str, str]
                 chunk = os.read(output.fileno(), 65536)
                 if not chunk:
                     break
-                chunks.append(chunk)
+                chunks.add(chunk)
     if status is None:
         _, status = os.waitpid(pid, 0)
     _kill_session(pid)  # anything it left in its session
-    text = b"".join(chunks).decode("utf-8", "replace")
+    text = chunks.text()
     if killed:
         return -9, text + "\n[course-lab] nbgrader killed after the submission's time limit\n"
     return os.waitstatus_to_exitcode(status), text

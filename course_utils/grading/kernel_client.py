@@ -1,6 +1,8 @@
 """The kernel manager and client the graded notebooks' executor uses
 (`--ExecutePreprocessor.kernel_manager_class`, `--KernelManager.client_class`).
 
+The client takes no message over `MAX_MESSAGE_BYTES` from a student's kernel.
+
 Three of the waits around a kernel are timers, not events, and each cost every one of a
 student's 8 kernels a fraction of a second in which nothing at all runs (on a box that grades
 on every core, a core left idle):
@@ -33,13 +35,37 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 RECONNECT_MS = 10
+# The largest message the grader takes from a student's kernel: ZeroMQ drops the connection of a
+# peer that sends more (and reconnects), so one `print` of a gigabyte never reaches nbgrader's
+# memory; the cell then waits for its reply until its time limit. Outputs below this are capped
+# per cell and per notebook by nbgrader_run.
+MAX_MESSAGE_BYTES = 16 * 2**20
 
 
 class GradingKernelClient(AsyncKernelClient):
     def _context_default(self) -> zmq.asyncio.Context:
         context = super()._context_default()
         context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)  # for this client's sockets only
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         return context
+
+    def start_channels(self, *args, **kwargs) -> None:
+        super().start_channels(*args, **kwargs)
+        # ZeroMQ says nothing to the client about a message it refused for its size, except that the
+        # IOPub connection drops (and comes back): watch for that, so that the cell can say so
+        self._iopub_monitor = self.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+    def dropped_outputs(self) -> int:
+        """How often the IOPub connection dropped since the last call (an output over
+        `MAX_MESSAGE_BYTES`, refused)."""
+        monitor, count = getattr(self, "_iopub_monitor", None), 0
+        while monitor is not None:
+            try:
+                monitor.recv_multipart(flags=zmq.NOBLOCK, copy=True).result()
+            except (zmq.Again, asyncio.InvalidStateError):
+                break
+            count += 1
+        return count
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.time() + (float("inf") if timeout is None else timeout)

@@ -21,6 +21,87 @@ from pathlib import Path
 from .sandbox import SPEC_ENV, SandboxSpec
 
 
+OUTPUT_CELL_BYTES = 2**20  # what nbgrader keeps of one cell's outputs (the rest: a note saying so)
+OUTPUT_NOTEBOOK_BYTES = 10 * 2**20  # and of one notebook's
+TRUNCATED = "\n[course-lab] output truncated: this cell's outputs went past {limit}; the rest was not kept\n"
+TOO_LARGE = ("\n[course-lab] output truncated: one of this cell's outputs was larger than the grader takes at once "
+             "(16 MB); it was not kept\n")
+LATE = ("\n[course-lab] output truncated: this cell's outputs were still arriving after it finished; the rest was "
+        "not kept\n")
+
+
+def _amount(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 1024:.0f} kB"
+
+
+def _size(msg: dict) -> int:
+    """Roughly the bytes a kernel message adds to the notebook (its text and data, its buffers)."""
+    content = msg.get("content") or {}
+    size = sum(len(str(content.get(key, ""))) for key in ("text", "data", "traceback"))
+    size += sum(len(b) for b in msg.get("buffers") or [])
+    return size + len(str(content.get("state", ""))) if msg.get("msg_type", "").startswith("comm") else size
+
+
+def _limit_outputs(cell_bytes: int = OUTPUT_CELL_BYTES, notebook_bytes: int = OUTPUT_NOTEBOOK_BYTES) -> None:
+    """Keep at most `cell_bytes` of a cell's outputs and `notebook_bytes` of a notebook's while
+    nbclient executes it: a cell that prints 300 MB leaves a note, not a 300 MB notebook in the
+    grader's memory and a 300 MB feedback page (a single message over the kernel client's limit
+    never arrives at all: `kernel_client.MAX_MESSAGE_BYTES`)."""
+    from nbformat.v4 import new_output
+    from nbgrader.preprocessors import Execute
+
+    original_message, original_update = Execute.process_message, Execute._update_display_id
+    used = {"cell": None, "cell_bytes": 0, "notebook": None, "notebook_bytes": 0}
+
+    def over(self, cell_index: int, size: int) -> bool:
+        if used["notebook"] is not self.nb:
+            used.update(notebook=self.nb, notebook_bytes=0, cell=None)
+        if used["cell"] != cell_index:
+            used.update(cell=cell_index, cell_bytes=0, noted=False)
+        if used["cell_bytes"] + size > cell_bytes or used["notebook_bytes"] + size > notebook_bytes:
+            return True
+        used["cell_bytes"] += size
+        used["notebook_bytes"] += size
+        return False
+
+    def process_message(self, msg, cell, cell_index):
+        kind = msg.get("msg_type", "")
+        if kind == "error" and over(self, cell_index, _size(msg)):  # an error always counts: shortened, kept
+            content = msg["content"]
+            msg["content"] = {**content, "evalue": str(content.get("evalue", ""))[:2000],
+                              "traceback": [str(line)[:2000] for line in list(content.get("traceback") or [])[-5:]]}
+            return original_message(self, msg, cell, cell_index)
+        if kind not in ("status", "execute_input", "clear_output", "error") and over(self, cell_index, _size(msg)):
+            if not used.get("noted"):
+                used["noted"] = True
+                limit = _amount(cell_bytes) if used["cell_bytes"] + _size(msg) > cell_bytes else \
+                    f"the notebook's {_amount(notebook_bytes)}"
+                cell.outputs.append(new_output("stream", name="stdout", text=TRUNCATED.format(limit=limit)))
+            return None
+        return original_message(self, msg, cell, cell_index)
+
+    def update_display_id(self, display_id, msg):
+        # an update replaces the data of every output shown with that id: count it once per output
+        shown = sum(len(indices) for indices in self._display_id_map.get(display_id, {}).values())
+        if over(self, used["cell"] if used["cell"] is not None else -1, _size(msg) * max(1, shown)):
+            return None
+        return original_update(self, display_id, msg)
+
+    original_poll = Execute._async_poll_for_reply
+
+    async def poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+        reply = await original_poll(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive)
+        if not task_poll_output_msg.done():  # its outputs were still arriving `iopub_timeout` s after its reply
+            cell.outputs.append(new_output("stream", name="stdout", text=LATE))
+        elif getattr(self.kc, "dropped_outputs", lambda: 0)():
+            cell.outputs.append(new_output("stream", name="stdout", text=TOO_LARGE))
+        return reply
+
+    Execute.process_message = process_message
+    Execute._update_display_id = update_display_id
+    Execute._async_poll_for_reply = poll_for_reply
+
+
 def _follow_cells(server, timings: list[dict]) -> None:
     """Tell `server` which cell runs; time each notebook (kernel start, then its cells) into `timings`."""
     from nbgrader.preprocessors import Execute
@@ -78,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     server = CheckServer(spec.checker_socket, expected, timeout=args.timeout).start()
     timings: list[dict] = []
     _follow_cells(server, timings)
+    _limit_outputs()
     # the student's kernels are forks of one pre-imported process in a sandbox like theirs: the
     # grading worker's (given in the environment), else one started here for this student
     zygote = None if os.environ.get(CONTROL_ENV) else Zygote(spec)

@@ -1,10 +1,10 @@
 """The sandbox a student's kernel runs in while it is graded (bubblewrap).
 
 nbgrader runs outside, as the TA; only the kernel, and whatever it starts, runs inside. The
-kernelspec `course-lab-sandbox` (written by `install_kernelspec`) starts this module as
-`python -m course_utils.grading.sandbox -f {connection_file}`; it reads the student's
-`SandboxSpec` (a JSON file named by $COURSE_LAB_SANDBOX), sets the resource limits and
-replaces itself with bubblewrap running ipykernel:
+kernelspec `course-lab-sandbox` (written by `install_kernelspec`) starts the launcher
+(`launcher.py`: `python -m course_utils.grading.launcher -f {connection_file}`), which reads
+the student's `SandboxSpec` (a JSON file named by $COURSE_LAB_SANDBOX), sets the resource
+limits and replaces itself with bubblewrap running ipykernel (`sandbox_command`):
 
 - new user, PID, mount, network, IPC, UTS and cgroup namespaces; uid and gid 65534 inside;
   no capabilities; the sandbox dies with the grader, and every process in it with the kernel;
@@ -15,7 +15,10 @@ replaces itself with bubblewrap running ipykernel:
   folder (the kernel's sockets and the checker's socket); nothing of the TA's checkout,
   the solutions, the submissions, OUT or other students is mounted;
 - no network but its own loopback; a cleared environment;
-- limits: address space (memory), file size, core dumps off, number of processes.
+- limits per process: address space (memory), file size, core dumps off, number of processes;
+  per student, together: the student's cgroup (`cgroups.py`: memory with tmpfs and swap, one
+  core, a process count), which the kernel joins before it starts;
+- no new namespaces or mounts of its own (a seccomp filter, `seccomp.py`).
 
 While a student is graded, the launcher asks that student's zygote (`zygote.py`: one
 process in this same sandbox with the heavy libraries imported) for a fork with namespaces of
@@ -42,6 +45,10 @@ KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (graded, sandboxed)
 SPEC_ENV = "COURSE_LAB_SANDBOX"
 ZYGOTE_ENV = "COURSE_LAB_ZYGOTE"  # the control socket of the student's zygote (zygote.py), for the launcher
 CHECKER_SOCKET = "checker.sock"  # in the student's IPC folder
+# ipykernel's options for a graded kernel: no capture of output at the file-descriptor level (what
+# student code writes to fd 1 and 2 goes to the kernel's log in its IPC folder, capped by that
+# tmpfs, instead of through a pipe and the IOPub channel to the grader)
+KERNEL_OPTIONS = ("--IPKernelApp.capture_fd_output=False",)
 SITE_IN_SANDBOX = "/opt/lab4/python"  # where the kernel finds course_utils (no TA path in tracebacks)
 HOME_IN_SANDBOX = "/home/student"
 INSTALL_HINT = ("Grading runs every student's kernel in a bubblewrap sandbox. Install it with "
@@ -64,6 +71,7 @@ class SandboxSpec:
     scratch_mb: int = 512
     max_processes: int = 512
     isolate: bool = True
+    cgroup: list[str] = dataclasses.field(default_factory=list)  # the student's cgroup.procs files (cgroups.py)
 
     @property
     def checker_socket(self) -> str:
@@ -140,10 +148,12 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
 
 
 def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap", *,
-                    read_only: tuple[str, ...] = ()) -> list[str]:
+                    read_only: tuple[str, ...] = (), seccomp_fd: int | None = None) -> list[str]:
     """`command` wrapped in bubblewrap as the module docstring says; `read_only` host files
-    (the kernel's connection file) appear at their own paths."""
+    (the kernel's connection file) appear at their own paths; `seccomp_fd`: a filter program
+    bubblewrap applies to the command (`seccomp.program_fd`)."""
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--uid", "65534", "--gid", "65534",
+            *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
             "--hostname", "grading", *_system_binds(),
             # the tmpfs first: a venv or IPC folder under /tmp is bound on top of it
             "--size", str(spec.scratch_mb * 2**20), "--tmpfs", "/tmp",
@@ -161,7 +171,9 @@ def sandbox_command(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap",
     return [*args, "--", *command]
 
 
-def _limit(spec: SandboxSpec) -> None:
+def apply_limits(spec: SandboxSpec) -> None:
+    """This process's limits before it becomes a sandbox (a kernel, a zygote): per process, under
+    the student's cgroup (which bounds all their processes together)."""
     memory = int(spec.memory_limit_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -199,45 +211,12 @@ def _processes_of(uid: int) -> int:
     return count
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The kernelspec's launcher: limits, then exec bubblewrap (or the bare kernel)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    control = os.environ.get(ZYGOTE_ENV)
-    if control:  # a fork of the student's zygote (zygote.py), if it is there to ask
-        from .zygote import launch
-
-        code = launch(control, argv)
-        if code is not None:
-            sys.exit(code)
-    spec = SandboxSpec(**json.loads(Path(os.environ[SPEC_ENV]).read_text()))
-    kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
-    if spec.isolate:
-        bwrap = bwrap_executable()
-        if bwrap is None:
-            sys.exit("bubblewrap disappeared: " + INSTALL_HINT)
-        # the connection file (ports, key) may live outside the IPC folder
-        connection = (os.path.abspath(argv[argv.index("-f") + 1]),) if "-f" in argv else ()
-        command = sandbox_command(spec, kernel, bwrap, read_only=connection)
-    else:
-        env = _environment(spec)
-        home = Path(env["HOME"])
-        (home / "data").mkdir(parents=True, exist_ok=True)
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(home)
-        command = kernel
-    _limit(spec)
-    devnull = os.open(os.devnull, os.O_RDONLY)  # never the TA's terminal
-    os.dup2(devnull, 0)
-    os.execv(command[0], command)
-
-
 def install_kernelspec(jupyter_path: Path) -> Path:
-    """The kernelspec that starts every graded kernel through `main`, under `jupyter_path`/kernels."""
+    """The kernelspec that starts every graded kernel through `launcher.main`, under `jupyter_path`/kernels."""
     folder = jupyter_path / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "course_utils.grading.sandbox", "-f", "{connection_file}"],
+        "argv": [sys.executable, "-m", "course_utils.grading.launcher", "-f", "{connection_file}"],
         "display_name": KERNELSPEC["display_name"],
         "language": KERNELSPEC["language"],
         # a signal to the launcher's process group cannot reach a kernel in its own session and PID
@@ -254,6 +233,3 @@ def write_etc(folder: Path) -> Path:
     (folder / "group").write_text("student:x:65534:\n")
     return folder
 
-
-if __name__ == "__main__":
-    main()

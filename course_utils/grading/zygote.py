@@ -22,11 +22,14 @@ it outside the sandbox and passed the zygote its descriptor). /proc inside is th
 sandbox's (a nested user namespace may not mount a new one over bubblewrap's): `os.getpid()`
 is 1, and other PIDs listed there are the zygote's, out of reach.
 
-The kernelspec's launcher (`sandbox.main`, outside, as the TA) asks the zygote for a kernel
-over the control socket (`$COURSE_LAB_ZYGOTE`): it sends the connection file and its stdout
-and stderr, and lives exactly as long as the kernel, so jupyter_client's handle on it works
-as before; killing the launcher kills the kernel. If the zygote is gone, the launcher starts
-the kernel in its own bubblewrap as before.
+The kernelspec's launcher (`launcher.py`, outside, as the TA) asks the zygote for a kernel
+over the control socket (`$COURSE_LAB_ZYGOTE`): it sends the connection file and the
+kernel's stdout and stderr (a log file in the student's IPC folder), moves A into the
+student's cgroup when A announces itself (before A builds anything), and lives exactly as
+long as the kernel, so jupyter_client's handle on it works as before; killing the launcher
+kills the kernel. If the zygote is gone, the launcher starts the kernel in its own
+bubblewrap as before. C puts itself under the seccomp filter (`seccomp.py`: no namespaces or
+mounts of its own) before it becomes the kernel.
 
 Only libraries that do not look at the running kernel when imported are preloaded (not
 tqdm.auto, which picks its notebook or console bar at import, nor ipywidgets, which registers
@@ -53,6 +56,7 @@ from pathlib import Path
 from . import held_folders, sandbox
 
 CONTROL_ENV = sandbox.ZYGOTE_ENV  # the launcher's side: the control socket's path
+KERNEL_OPTIONS = sandbox.KERNEL_OPTIONS
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.utils.data", "torchvision",
            "torchvision.transforms.v2", "PIL.Image", "matplotlib", "matplotlib.pyplot", "sklearn.datasets",
            "sklearn.model_selection", "sklearn.linear_model", "sklearn.preprocessing", "ipykernel.kernelapp",
@@ -62,6 +66,7 @@ _SCRATCH_BYTES = 512 * 2**20  # each fork's /tmp, home and /dev/shm (the spec's 
 # the folder bound into the zygote's sandbox: one student's IPC folder, or (a worker's zygote
 # that serves student after student) the folder holding each student's IPC folder in turn
 _IPC_ROOT = "/nonexistent"
+_ISOLATED = False  # in bubblewrap: each kernel is put under the seccomp filter
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -114,7 +119,7 @@ class Zygote:
                 Path(env["HOME"], "data").mkdir(parents=True, exist_ok=True)
 
             def limits() -> None:
-                sandbox._limit(self.spec)
+                sandbox.apply_limits(self.spec)
                 sandbox.die_with_parent()  # the zygote never outlives its grader
 
             self.process = subprocess.Popen(command, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL,
@@ -138,39 +143,6 @@ class Zygote:
         self.stop()
 
 
-def launch(control: str, argv: list[str]) -> int | None:
-    """The launcher's part: ask the zygote at `control` for a kernel with ipykernel's `argv`
-    (`-f CONNECTION_FILE`), then wait until it exits. Its exit status, or None when there is no
-    zygote to ask (the caller starts the kernel itself)."""
-    connection = argv[argv.index("-f") + 1] if "-f" in argv else None
-    if connection is None:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(control)
-    except OSError:
-        sock.close()
-        return None
-    spec = json.loads(Path(os.environ[sandbox.SPEC_ENV]).read_text())
-    request = json.dumps({"connection": Path(connection).read_text(), "name": Path(connection).name,
-                          "ipc_dir": spec["ipc_dir"]}).encode()
-    message = struct.pack("!I", len(request)) + request
-    reply = b""
-    with sock:
-        try:
-            sent = socket.send_fds(sock, [message], [1, 2])  # the kernel's stdout and stderr are the launcher's
-            sock.sendall(message[sent:])
-            # the socket stays open while the kernel lives: closing it (this process killed) kills the kernel
-            while chunk := sock.recv(64):
-                reply += chunk
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the zygote refused the request (and closed at once) or went away
-    try:
-        return int(reply.decode().strip())
-    except ValueError:
-        return 1  # the zygote went away with the kernel
-
-
 # ---- the zygote's side ------------------------------------------------------------------
 
 def preload() -> list[str]:
@@ -188,8 +160,12 @@ def preload() -> list[str]:
 
 def serve(listen_fd: int, *, isolate: bool, scratch_mb: int, ipc_root: str) -> None:
     """The zygote's loop: one kernel at a time, for as long as its grader lives."""
-    global _SCRATCH_BYTES, _IPC_ROOT
-    _SCRATCH_BYTES, _IPC_ROOT = scratch_mb * 2**20, os.path.realpath(ipc_root)
+    global _SCRATCH_BYTES, _IPC_ROOT, _ISOLATED
+    _SCRATCH_BYTES, _IPC_ROOT, _ISOLATED = scratch_mb * 2**20, os.path.realpath(ipc_root), isolate
+    if isolate:
+        from . import seccomp
+
+        seccomp.program()  # fails here, once, where no filter can be had (then every kernel would)
     preload()
     # Every object imported so far moves to a generation that no collection walks: a kernel's
     # garbage collections would otherwise write to each of them (their GC headers) and so copy
@@ -231,14 +207,17 @@ def _one_kernel(conn: socket.socket, listener: socket.socket, isolate: bool) -> 
             os.close(fd)
         raise ValueError(f"IPC folder {ipc_dir} is not {_IPC_ROOT} or in it")
     request["ipc_dir"] = ipc_dir
+    _tidy(ipc_dir, keep={sandbox.CHECKER_SOCKET, os.path.basename(str(request.get("log", "")))})
     report_r, report_w = os.pipe()  # A tells the zygote B's PID (B is the one to kill)
     pid = os.fork()
     if pid == 0:  # A
         code = 1
         try:
             listener.close()
-            conn.close()
             os.close(report_r)
+            if request.get("join"):
+                _join_students_group(conn)
+            conn.close()
             code = _namespaces(request, fds, report_w) if isolate else _plain(request, fds, report_w)
         except BaseException as err:
             print(f"[zygote] kernel not started: {err}", file=sys.stderr, flush=True)
@@ -268,6 +247,29 @@ def _one_kernel(conn: socket.socket, listener: socket.socket, isolate: bool) -> 
         conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
     except OSError:
         pass
+
+
+def _tidy(ipc_dir: str, keep: set[str]) -> None:
+    """Before each kernel: what earlier kernels left in the student's IPC folder goes (their sockets,
+    logs and whatever files their code wrote there), so that one notebook's junk does not leave the
+    next notebook's kernel without room. The previous kernel's namespace is gone by now."""
+    try:
+        names = os.listdir(ipc_dir)
+    except OSError:
+        return
+    for name in names:
+        if name not in keep:
+            held_folders.remove_tree(os.path.join(ipc_dir, name))
+
+
+def _join_students_group(conn: socket.socket) -> None:
+    """A, before anything else: the launcher moves this process into the student's cgroup. It sends
+    one byte with this process's credentials (the socket gives the launcher this PID in its own PID
+    namespace) and waits for "1": everything A starts from then on is in that cgroup."""
+    conn.sendmsg([b"A"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS,
+                           struct.pack("3i", os.getpid(), os.getuid(), os.getgid()))])
+    if conn.recv(1) != b"1":
+        raise ZygoteError(0, "the launcher did not put the kernel in the student's cgroup")
 
 
 def _namespaces(request: dict, fds: list[int], report_w: int) -> int:
@@ -399,9 +401,15 @@ def _kernel(request: dict, fds: list[int]) -> None:
         with open(os.open(connection, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(str(request["connection"]))
         _fresh_randomness()
+        if _ISOLATED:  # no namespaces or mounts of its own from here on (seccomp.py)
+            from . import seccomp
+
+            seccomp.install()
         from ipykernel import kernelapp
 
-        kernelapp.launch_new_instance(argv=["-f", str(connection)])
+        # no fd-level capture: what student code writes to the process's own stdout and stderr goes to
+        # the kernel's capped log, not through ipykernel's pipe and the grader's IOPub channel
+        kernelapp.launch_new_instance(argv=["-f", str(connection), *KERNEL_OPTIONS])
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0
