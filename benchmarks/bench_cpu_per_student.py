@@ -131,8 +131,8 @@ def roles(processes: dict, root: int) -> dict[str, dict[str, float]]:
                 role = "ta"
             elif p["command"] == chain[-1]["command"]:
                 role = "workers" if p["ppid"] == root else "nbgrader"
-            elif _runs(p["command"], "course_utils.grading.sandbox"):
-                role = "launchers"
+            elif _runs(p["command"], "course_utils.grading.launcher") or _runs(p["command"], "course_utils.grading.sandbox"):
+                role = "launchers"  # (the launcher's module before it moved out of sandbox.py)
             elif _runs(p["command"], "course_utils.grading.zygote"):
                 role = "kernels" if up and _runs(up["command"], "course_utils.grading.zygote") else "zygotes"
             else:

@@ -36,7 +36,7 @@ def test_a_graded_runs_processes_are_put_on_their_roles():
         (11, 6): _process(10, TA, 1.0),  # the template's nbgrader (a fork of the TA's process)
         (12, 7): _process(10, TA, 0.5),  # a pool worker
         (13, 8): _process(12, TA, 2.0, 0.5, 300),  # its nbgrader autograde run
-        (14, 9): _process(13, "/venv/bin/python -m course_utils.grading.sandbox -f /tmp/k.json", 0.05),
+        (14, 9): _process(13, "/venv/bin/python -m course_utils.grading.launcher -f /tmp/k.json", 0.05),
         (15, 9): _process(12, BWRAP, 0.02),
         (20, 9): _process(15, BWRAP, 0.01),  # bubblewrap's PID 1 in the sandbox
         (16, 9): _process(20, ZYGOTE, 5.0, 1.0),

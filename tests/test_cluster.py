@@ -66,10 +66,7 @@ def certificates(tmp_path_factory):
 
 def cluster_security(folder: Path):
     """What the scheduler and each worker are started with (every process of a LocalCluster at once)."""
-    return distributed.Security(
-        tls_ca_file=str(folder / "ca.pem"), require_encryption=True,
-        **{f"tls_{role}_{part}": str(folder / f"{role}{'-key' if part == 'key' else ''}.pem")
-           for role in ("scheduler", "worker", "client") for part in ("cert", "key")})
+    return cluster_tls.security(folder, "scheduler", "worker", "client")
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,6 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     """
     from tqdm.auto import tqdm
 
-    from . import student
     from .submissions import DEFAULT_ID_PATTERN
 
     if sandboxed:
@@ -129,8 +128,6 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     with contextlib.ExitStack() as stack:
         if hierarchy is not None:
             stack.callback(hierarchy.close)
-            student.use_hierarchy(hierarchy)  # the pool's workers fork from this process: they inherit it
-            stack.callback(student.use_hierarchy, None)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="course-lab-autograde-")))
         if scheduler:  # connected first: the workers import while the template is prepared (with the
             # client's threads this process no longer forks nbgrader: it runs as a subprocess, which
@@ -166,7 +163,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         if scheduler:
             finished = cluster.grade_on_cluster(client, jobs, template, lab_digest)
         else:
-            finished = _grade_locally(jobs, executor, workers)
+            finished = _grade_locally(jobs, executor, workers, hierarchy)
         for job, outcome in finished:
             if isinstance(outcome, BaseException):  # a failed worker must not cost the others their grades
                 result = StudentResult(job.student_id, {}, {}, job.problems + [f"grading failed: {outcome!r}"], 0.0,
@@ -195,11 +192,14 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     return ordered
 
 
-def _grade_locally(jobs: list[GradingJob], executor: concurrent.futures.Executor | None, workers: int):
+def _grade_locally(jobs: list[GradingJob], executor: concurrent.futures.Executor | None, workers: int,
+                   hierarchy: cgroups.Hierarchy | None = None):
     """(job, StudentResult or the exception) as the local pool (or `executor`) finishes them. The
-    pool's workers each enter a mount namespace of their own first (`student.worker_setup`)."""
+    pool's workers each take the run's cgroups and enter a mount namespace of their own first
+    (`student.worker_setup`)."""
     own = executor is None
-    executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=worker_setup)
+    executor = executor or concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=worker_setup,
+                                                                  initargs=(hierarchy,))
     try:
         futures = {executor.submit(grade_student, job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):

@@ -14,7 +14,7 @@ by the course's certificate authority, and refuses a peer that does not.
     worker.pem, -key.pem      for every `dask worker`
     client.pem, -key.pem      for `course-lab autograde --scheduler tls://... --tls DIR`
 
-`security(folder, role)` is the `distributed.Security` of one role. Keys are written for the
+`security(folder, *roles)` is the `distributed.Security` of those roles. Keys are written for the
 owner only (0600). Dask checks the chain against the authority, not host names, so the same
 certificates serve any machine the TA gives them to.
 """
@@ -95,19 +95,22 @@ def make_certificates(folder: str | Path, course: str = "course-lab") -> Path:
     return folder
 
 
-def security(folder: str | Path, role: str = "client"):
-    """`distributed.Security` for `role` from the files `make_certificates` wrote: mutual TLS,
-    encryption required."""
+def security(folder: str | Path, *roles: str):
+    """`distributed.Security` for `roles` (default: the TA's client) from the files
+    `make_certificates` wrote: mutual TLS, encryption required. A process that plays several
+    roles (a jobqueue cluster's scheduler, in the TA's process) gets them all."""
     from distributed import Security
 
-    folder = Path(folder)
-    missing = [f.name for f in (folder / "ca.pem", folder / f"{role}.pem", folder / f"{role}-key.pem")
-               if not f.is_file()]
+    folder, roles = Path(folder), roles or ("client",)
+    needed = [folder / "ca.pem", *(folder / f"{role}{end}" for role in roles for end in (".pem", "-key.pem"))]
+    missing = [f.name for f in needed if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}: make them with `course-lab cluster-certs "
                                 f"{folder}` (docs/grading.md)")
-    files = {"tls_ca_file": str(folder / "ca.pem"), f"tls_{role}_cert": str(folder / f"{role}.pem"),
-             f"tls_{role}_key": str(folder / f"{role}-key.pem")}
+    files = {"tls_ca_file": str(folder / "ca.pem")}
+    for role in roles:
+        files[f"tls_{role}_cert"] = str(folder / f"{role}.pem")
+        files[f"tls_{role}_key"] = str(folder / f"{role}-key.pem")
     return Security(require_encryption=True, **files)
 
 

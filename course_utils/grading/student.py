@@ -87,10 +87,13 @@ class StudentResult:
 _WORKER: dict = {}
 
 
-def worker_setup() -> None:
+def worker_setup(hierarchy: cgroups.Hierarchy | None = None) -> None:
     """A grading worker's first step (the process pool's initializer, a cluster helper's): death
-    with its parent, and a mount namespace of its own for the students' IPC tmpfs (`mounts.py`)."""
+    with its parent, the run's cgroup hierarchy (None: one of its own, when it first needs it),
+    and a mount namespace of its own for the students' IPC tmpfs (`mounts.py`)."""
     sandbox.die_with_parent()
+    if hierarchy is not None:
+        _WORKER["hierarchy"] = hierarchy
     try:
         mounts.enter_worker_namespace()
     except OSError as err:  # said again, with its reason, for each student it would grade
@@ -101,17 +104,10 @@ def _worker_hierarchy() -> cgroups.Hierarchy:
     """This worker's cgroup hierarchy: the one the grading run made before starting its workers
     (inherited), or one of its own (a cluster worker's helper)."""
     if "hierarchy" not in _WORKER:
+        cgroups.sweep()  # (what a killed grader left on this machine)
         _WORKER["hierarchy"] = cgroups.detect()
         atexit.register(_WORKER["hierarchy"].close)
     return _WORKER["hierarchy"]
-
-
-def use_hierarchy(hierarchy: cgroups.Hierarchy | None) -> None:
-    """The run's hierarchy, made in the TA's process before the pool's workers fork from it."""
-    if hierarchy is None:
-        _WORKER.pop("hierarchy", None)
-    else:
-        _WORKER["hierarchy"] = hierarchy
 
 
 def _env(course: Path, template: Path | None = None, ipc_dir: Path | None = None) -> dict[str, str]:
