@@ -107,6 +107,8 @@ print(json.dumps({{
     "preloaded": [m for m in ("torch", "torchvision", "sklearn", "matplotlib") if m in sys.modules],
     "kernel_aware": [m for m in ("tqdm.auto", "tqdm.autonotebook", "ipywidgets") if m in sys.modules],
     "frozen": gc.get_freeze_count(), "collecting": gc.isenabled(),
+    "unshare": subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode,
+    "cgroup": open("/proc/self/cgroup").read(),
 }}))
 """
 
@@ -133,6 +135,7 @@ def test_each_kernel_is_a_fresh_unprivileged_fork(student):
     # the preloaded objects are frozen (a collection in the kernel does not copy their pages); the
     # kernel's own garbage is still collected
     assert got["frozen"] > 100_000 and got["collecting"]
+    assert got["unshare"] != 0, "a kernel made a user namespace of its own (the seccomp filter is off)"
 
     second = Kernel(student["ipc"])
     try:
@@ -180,13 +183,15 @@ def test_without_a_zygote_the_launcher_starts_its_own_sandbox(student, tmp_path)
     try:
         kernel = Kernel(student["ipc"])
         try:
-            got = kernel.run("import json, os, sys\nprint(json.dumps({'uid': os.getuid(), "
-                             "'torch': 'torch' in sys.modules}))")
+            got = kernel.run("import json, os, subprocess, sys\nprint(json.dumps({'uid': os.getuid(), "
+                             "'torch': 'torch' in sys.modules, 'unshare': subprocess.run(['unshare', '-Urm', 'true'], "
+                             "capture_output=True).returncode != 0}))")
         finally:
             kernel.close()
     finally:
         os.environ[zygote.CONTROL_ENV] = student["zygote"].control
-    assert got == {"uid": 65534, "torch": False}  # a cold kernel in bubblewrap, as before the zygote
+    # a cold kernel in bubblewrap, as before the zygote, under the same seccomp filter
+    assert got == {"uid": 65534, "torch": False, "unshare": True}
 
 
 def test_the_zygote_dies_with_its_grader(student, tmp_path):
@@ -308,3 +313,30 @@ def test_a_request_the_zygote_refuses_ends_the_launcher_with_status_1(tmp_path, 
         server.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_every_kernel_joins_the_students_cgroup_and_the_zygote_does_not(student, tmp_path, monkeypatch):
+    """Forked or cold, the kernel and what it starts are in the student's cgroup before any of their
+    code runs; the zygote, the grader's, is not (issue 33)."""
+    from course_utils.grading import cgroups
+
+    hierarchy = cgroups.detect()
+    group = hierarchy.group("ada", cgroups.Limits(2**30))
+    try:
+        spec = sandbox.SandboxSpec(**{**vars(student["spec"]), "cgroup": group.procs_files})
+        monkeypatch.setenv(sandbox.SPEC_ENV, str(spec.write(tmp_path / "grouped.json")))
+        for control in (student["zygote"].control, str(tmp_path / "no-zygote.sock")):  # forked, then cold
+            monkeypatch.setenv(zygote.CONTROL_ENV, control)
+            kernel = Kernel(student["ipc"])
+            try:
+                kernel.run("import json, subprocess\n"
+                           f"subprocess.Popen(['sleep', '{MARK}'], start_new_session=True)\nprint(json.dumps({{}}))")
+                members = group.pids()
+                assert set(map(int, sleepers())) <= members and len(members) >= 2, (members, sleepers())
+                assert student["zygote"].process.pid not in members
+            finally:
+                kernel.close()
+            assert gone(lambda: group.pids())
+    finally:
+        group.remove()
+        hierarchy.close()
