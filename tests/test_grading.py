@@ -153,6 +153,20 @@ def test_without_bubblewrap_grading_refuses_unless_told(tmp_path, monkeypatch, c
     assert (tmp_path / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
 
 
+def test_without_cgroups_grading_refuses_unless_told(tmp_path, monkeypatch, capsys):
+    from course_utils import cli
+    from course_utils.grading import cgroups
+
+    def unavailable():
+        raise cgroups.LimitsUnavailable("no cgroup file system is mounted. " + cgroups.HINT)
+
+    monkeypatch.setattr(cgroups, "detect", unavailable)
+    with pytest.raises(cgroups.LimitsUnavailable, match="--no-limits"):
+        autograde(tmp_path, tmp_path / "out", course_root=ROOT)
+    assert cli.main(["autograde", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "--no-limits" in capsys.readouterr().err
+
+
 def test_a_test_cell_turned_into_markdown_or_unlocked_is_restored_from_the_release():
     release = nbformat.read(RELEASE / NB00, as_version=4)
     for change in ("markdown", "unlocked", "points"):
@@ -488,15 +502,18 @@ def test_without_the_sandbox_the_checker_still_judges_and_the_report_says_so(tmp
     write_student(folder, "honest", {NB00: _nb00(GOOD)})
     write_student(folder, "sneaky", {NB00: _nb00(attacks("", "", "")["cheat-always-equal"])})
     results = {r.student_id: r for r in autograde(folder, tmp_path / "out", course_root=ROOT, workers=2, timeout=30,
-                                                   progress=False, sandboxed=False)}
+                                                   progress=False, sandboxed=False, limits=False)}
     assert results["honest"].scores["00_getting_started"] == 2
     assert results["sneaky"].scores["00_getting_started"] == 0
-    assert (tmp_path / "out" / "report.txt").read_text().startswith("WARNING: NOT SANDBOXED")
+    first, second = (tmp_path / "out" / "report.txt").read_text().splitlines()[:2]
+    assert first.startswith("WARNING: NOT SANDBOXED") and second.startswith("WARNING: NO LIMITS PER STUDENT")
+    assert not results["honest"].usage  # (no cgroup: nothing measured)
 
 
 # ---------------------------------------------------------------- round two (issue 33)
 
 HONEST = ["solution", "independent", *STRANGE_FOLDERS.values()]
+BUDGET = 30  # seconds for a student of the zip run (an honest one-notebook student takes about 5; a cell 60)
 
 
 @pytest.mark.grading
@@ -634,11 +651,19 @@ def zip_run(graded, tmp_path_factory):
 
     zips = tmp_path_factory.mktemp("zips")
     round_two.hostile_zips(zips)
+    # and a student whose answer never ends, in a run whose budget runs out before the cell's timeout
+    looping = json.dumps(_nb00("while True:\n    pass\n" + GOOD)).encode()
+    (zips / "looper_lab4.zip").write_bytes(round_two.zip_bytes({f"lab4/{NB00}": looping}))
+    # and one whose first notebook is right and whose second never ends: the first keeps its points
+    nb02 = "02_synthetic_adversarial_examples.ipynb"
+    looping_02 = replace_solution(solved(nb02), "fgsm_attack", "while True:\n    pass\n")
+    (zips / "partial_lab4.zip").write_bytes(round_two.zip_bytes({f"lab4/{NB00}": json.dumps(solved(NB00)).encode(),
+                                                                  f"lab4/{nb02}": json.dumps(looping_02).encode()}))
     out = tmp_path_factory.mktemp("zips-out")
     tracemalloc.start()
     try:
-        results = {r.student_id: r for r in autograde(zips, out, course_root=ROOT, workers=2, timeout=30,
-                                                       progress=False)}
+        results = {r.student_id: r for r in autograde(zips, out, course_root=ROOT, workers=2, timeout=60,
+                                                       budget=BUDGET, progress=False)}
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -652,6 +677,22 @@ def test_after_a_student_filled_their_ipc_folder_the_next_run_grades_everyone(zi
     assert results["honest"].scores["00_getting_started"] == 2.0, results["honest"].problems
     assert results["name_2Kescname_32"].scores["00_getting_started"] == 2.0
     assert not any("grading failed" in p for r in results.values() for p in r.problems)
+
+
+@pytest.mark.grading
+def test_a_student_past_the_budget_is_stopped_once_and_says_so(zip_run):
+    """The budget (30 s), shorter here than one cell's timeout (60 s): the student is stopped within
+    it (and the time the kill takes), not graded again, reported as stopped; its page says why."""
+    out, results, _ = zip_run
+    looper = results["looper"]
+    assert looper.seconds < BUDGET + 15, looper
+    assert any(p.startswith("stopped: time budget") for p in looper.problems), looper.problems
+    assert not any("refused" in p or "could not grade" in p for p in looper.problems)
+    assert looper.scores == {"00_getting_started": 0}
+    assert "Grading stopped" in (out / "feedback" / "looper" / "00_getting_started.html").read_text()
+    partial = results["partial"]  # what was graded before the budget ran out keeps its points
+    assert partial.scores == {"00_getting_started": 2.0, "02_synthetic_adversarial_examples": 0}, partial
+    assert any("02_synthetic_adversarial_examples scored 0 (not run again)" in p for p in partial.problems)
 
 
 @pytest.mark.grading

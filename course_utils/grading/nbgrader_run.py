@@ -137,6 +137,36 @@ def _follow_cells(server, timings: list[dict]) -> None:
     Execute.preprocess_cell = preprocess_cell
 
 
+DONE_SUFFIX = ".done"  # beside the verdicts: the notebooks nbgrader finished (graded, saved, written)
+
+
+def _record_each_notebook(server, verdicts: Path) -> None:
+    """After each notebook nbgrader has finished (its grades saved, its file written), write the
+    verdicts so far and add the notebook to `verdicts` + DONE_SUFFIX: a run killed when the
+    student's time budget runs out leaves what it finished graded, and says what that was."""
+    from nbgrader.converters.autograde import Autograde
+
+    original = Autograde.convert_single_notebook
+
+    def convert_single_notebook(self, notebook_filename):
+        original(self, notebook_filename)  # (sanitized, executed, graded, saved and written)
+        partial = verdicts.with_suffix(".partial")
+        partial.write_text(json.dumps(server.results()))
+        partial.replace(verdicts)  # (whole, or not at all)
+        with open(verdicts.with_name(verdicts.name + DONE_SUFFIX), "a") as done:
+            done.write(Path(notebook_filename).stem + "\n")
+
+    Autograde.convert_single_notebook = convert_single_notebook
+
+
+def finished_notebooks(verdicts: Path) -> list[str]:
+    """The notebooks an nbgrader run finished (see `_record_each_notebook`)."""
+    try:
+        return (verdicts.with_name(verdicts.name + DONE_SUFFIX)).read_text().split()
+    except OSError:
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checks", help="JSON: test cell grade_id -> module.check_name (none: no checker, "
@@ -160,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     timings: list[dict] = []
     _follow_cells(server, timings)
     _limit_outputs()
+    _record_each_notebook(server, Path(args.verdicts))
     # the student's kernels are forks of one pre-imported process in a sandbox like theirs: the
     # grading worker's (given in the environment), else one started here for this student
     zygote = None if os.environ.get(CONTROL_ENV) else Zygote(spec)

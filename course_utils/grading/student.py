@@ -37,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import cgroups, forked, mounts, sandbox, scores, template as course_template, zygote
+from . import cgroups, forked, mounts, nbgrader_run, sandbox, scores, template as course_template, zygote
 
 ASSIGNMENT = "lab4"
 FEEDBACK_EXPORTER = "course_utils.grading.feedback.FeedbackExporter"  # nbconvert's HTMLExporter, one parse less
@@ -261,7 +261,8 @@ def grade_student(job: GradingJob) -> StudentResult:
                                      timeout=left(), verdicts=verdict_files[-1], timings=course / "timings.json", **run)
             _add_timings(course / "timings.json", phases)
             if code == -9:  # the budget ran out: what was graded stays graded, nothing runs again
-                stopped = [s for s in stems if not (autograded / f"{s}.ipynb").exists()]
+                finished = nbgrader_run.finished_notebooks(verdict_files[-1])
+                stopped = [s for s in stems if s not in finished]
                 for stem in stems:
                     problems += _diagnose(autograded, stem) if stem not in stopped else []
             elif code == 0 and "There was an error processing" not in log:
@@ -282,7 +283,7 @@ def grade_student(job: GradingJob) -> StudentResult:
                         problems += _diagnose(autograded, stem)
                         shutil.copy(autograded / f"{stem}.ipynb", kept / f"{stem}.ipynb")
                     elif code == -9:
-                        stopped.append(stem)
+                        stopped.append(stem)  # (what it wrote of the notebook before, unexecuted, goes below)
                     else:
                         why = _failure(log)
                         if why.startswith("nbgrader"):
