@@ -32,11 +32,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
+
+from grader_watch import GraderWatch  # noqa: E402
 
 RUN = """
 import json, sys, time
@@ -47,7 +48,6 @@ results = autograde(Path(sys.argv[1]), Path(sys.argv[2]), course_root=Path(sys.a
                     timeout=int(sys.argv[5]), progress=False)
 print(json.dumps({"wall": time.perf_counter() - start}))
 """
-EXCLUDED = ("bwrap", "grading.zygote", "ipykernel")  # the students' processes and the kernels' template
 
 
 def build(folder: Path, only: list[str]) -> None:
@@ -70,41 +70,6 @@ def honest(folder: Path, count: int) -> None:
 
     for i in range(count):
         write_student(folder, f"next{i}", {round_two.NB00: solved(round_two.NB00)})
-
-
-def _tree(root: int) -> list[int]:
-    parents = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    found, frontier = [], {root}
-    while frontier:
-        found += sorted(frontier)
-        frontier = {pid for pid, parent in parents.items() if parent in frontier}
-    return found
-
-
-def _grader(pid: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        groups = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return False
-    if any(word in command for word in EXCLUDED):
-        return False
-    return not re.search(r"/course-lab-\d+/[^/\n]+", groups)  # not in a student's cgroup
-
-
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _used() -> int:
@@ -132,34 +97,20 @@ def _tmp_bytes(limit: int = 200_000) -> int:
     return total
 
 
-class Sampler:
+class Sampler(GraderWatch):
+    """GraderWatch (the grader's largest process), and the machine's memory in use above where it
+    started, and the bytes in grading's folders in /tmp."""
+
     def __init__(self, root: int):
-        self.root, self.grader_rss, self.grader_command = root, 0, ""
-        self.base, self.used, self.tmp = _used(), 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval=0.5, root=root)
+        self.base, self.used, self.tmp, self._ticks = _used(), 0, 0, 0
 
-    def _run(self) -> None:
-        tick = 0
-        while not self._stop.wait(0.5):
-            for pid in _tree(self.root):
-                if _grader(pid):
-                    rss = _rss(pid)
-                    if rss > self.grader_rss:
-                        self.grader_rss = rss
-                        self.grader_command = Path(f"/proc/{pid}/cmdline").read_bytes()[:120].decode(errors="replace")
-            self.used = max(self.used, _used() - self.base)
-            tick += 1
-            if tick % 4 == 0:
-                self.tmp = max(self.tmp, _tmp_bytes())
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def _sample(self) -> None:
+        super()._sample()
+        self.used = max(self.used, _used() - self.base)
+        self._ticks += 1
+        if self._ticks % 4 == 0:
+            self.tmp = max(self.tmp, _tmp_bytes())
 
 
 def grade(code_root: Path, submissions: Path, out: Path, workers: int, timeout: int, env: dict) -> dict:
@@ -168,6 +119,7 @@ def grade(code_root: Path, submissions: Path, out: Path, workers: int, timeout: 
                                text=True)
     with Sampler(process.pid) as sampler:
         stdout, stderr = process.communicate()
+    grader_rss, grader_command = sampler.largest()
     if process.returncode != 0:
         raise RuntimeError(stderr[-3000:])
     report = (out / "report.txt").read_text(errors="replace")
@@ -181,7 +133,7 @@ def grade(code_root: Path, submissions: Path, out: Path, workers: int, timeout: 
         students[sid] = {"points": row["score"], "seconds": int(block.group(1)) if block else None,
                          "problems": problems, "page": max((p.stat().st_size for p in pages), default=0)}
     return {"wall": json.loads(stdout.strip().splitlines()[-1])["wall"], "students": students,
-            "grader_rss": sampler.grader_rss, "grader_command": sampler.grader_command, "machine": sampler.used,
+            "grader_rss": grader_rss, "grader_command": grader_command, "machine": sampler.used,
             "tmp_peak": sampler.tmp, "tmp_left": _tmp_bytes()}
 
 

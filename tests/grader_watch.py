@@ -1,9 +1,11 @@
 """What the grader's own processes take while a grading run goes on (issue 33).
 
-`GraderWatch` samples, in a thread, the resident memory of every descendant of this process
-that is not in a student's cgroup (the TA's process itself, the pool's workers, their nbgrader
-forks, zygotes, kernel launchers): the processes a student's output, files or sockets could
-bloat. A student's own processes (in a `course-lab-*/<student>` cgroup) are not the grader's.
+`GraderWatch` samples, in a thread, the resident memory of every descendant of a process (this
+one by default) that is the grader's: the TA's process itself, the pool's workers, their
+nbgrader forks and the kernel launchers, the processes a student's output, files or sockets
+could bloat. A student's own processes (in a `course-lab-*/<student>` cgroup) are not the
+grader's, nor are kernels, zygotes and bubblewrap (where a grader without cgroups runs them,
+`benchmarks/attack_catalogue.py` tells them by their command line).
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ def _status(pid: str) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
+EXCLUDED = ("bwrap", "grading.zygote", "ipykernel")  # the students' processes and the kernels' template
+
+
 def _in_student_group(pid: str) -> bool:
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
@@ -34,9 +39,17 @@ def _in_student_group(pid: str) -> bool:
     return False
 
 
+def is_graders(pid: str) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return not any(word in command for word in EXCLUDED) and not _in_student_group(pid)
+
+
 class GraderWatch:
-    def __init__(self, interval: float = 0.3):
-        self.interval, self.root = interval, str(os.getpid())
+    def __init__(self, interval: float = 0.3, root: int | None = None):
+        self.interval, self.root = interval, str(root or os.getpid())
         self.peaks: dict[str, tuple[int, str]] = {}  # pid -> (peak resident bytes, command)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -55,7 +68,7 @@ class GraderWatch:
 
     def _sample(self) -> None:
         for pid in self._descendants():
-            if _in_student_group(pid):
+            if not is_graders(pid):
                 continue
             rss = _status(pid).get("VmRSS", "0 kB").split()[0]
             rss_bytes = int(rss) * 1024 if rss.isdigit() else 0
