@@ -30,7 +30,8 @@ GOOD = "def batch_accuracy(logits, labels):\n    return (logits.argmax(1) == lab
 
 @pytest.mark.parametrize("filename, student", [
     ("jdoe.zip", "jdoe"), ("jdoe_lab4.zip", "jdoe"), ("doejohn_12345_67890_lab4.zip", "doejohn"),
-    ("s1234567-lab4.zip", "s1234567"),
+    ("s1234567_lab4.zip", "s1234567"), ("smith-jonesmary_12345_67890_lab4.zip", "smith-jonesmary"),
+    ("smith-jonesmary.zip", "smith-jonesmary"),
 ])
 def test_student_id_from_lms_file_names(filename, student):
     assert student_id_from_filename(filename) == student
@@ -66,14 +67,43 @@ def test_unreadable_zip_and_oversized_member(tmp_path, monkeypatch):
     assert any("over the" in p for p in found["big"].problems) and not found["big"].notebooks
 
 
-def test_two_zips_for_one_student_are_both_reported_and_the_class_is_graded(tmp_path):
-    write_zip(tmp_path, "jdoe_1.zip", {NB00: solved(NB00)})
+def test_a_resubmission_beside_the_first_grades_the_newest_and_reports_the_other(tmp_path):
+    old = write_zip(tmp_path, "jdoe_1.zip", {NB00: load(RELEASE / NB00)})
     write_zip(tmp_path, "jdoe_2.zip", {NB00: solved(NB00)})
+    os.utime(old, (1, 1))  # the older file
     write_zip(tmp_path, "amy_lab4.zip", {NB00: solved(NB00)})
     report = []
-    subs = read_submissions(tmp_path, RELEASE, report=report)
-    assert [s.student_id for s in subs] == ["amy"]
-    assert any("'jdoe_1.zip', 'jdoe_2.zip' all give student id 'jdoe'" in line for line in report), report
+    subs = {s.student_id: s for s in read_submissions(tmp_path, RELEASE, report=report)}
+    assert sorted(subs) == ["amy", "jdoe"] and not report
+    assert "batch_accuracy(logits" in subs["jdoe"].notebooks[NB00].replace("\\n", "\n")
+    assert any("1 older submission(s) not graded (jdoe_1.zip); the newest by the files' times, jdoe_2.zip, was"
+               in p for p in subs["jdoe"].problems), subs["jdoe"].problems
+
+
+def test_canvas_names_give_the_student_their_canvas_id_and_late_and_loose_notebooks_are_one_student(tmp_path):
+    """Canvas's export: zips and loose notebooks (uploaded files), a resubmission (a larger submission id),
+    a late one, a hyphenated name, and two students of one name told apart by their Canvas ids."""
+    nb02 = "02_synthetic_adversarial_examples.ipynb"
+    write_zip(tmp_path, "doejohn_12345_67890_lab4.zip", {NB00: load(RELEASE / NB00)})
+    write_zip(tmp_path, "doejohn_12345_67999_lab4-1.zip", {NB00: solved(NB00)})  # resubmitted: newer
+    os.utime(tmp_path / "doejohn_12345_67999_lab4-1.zip", (1, 1))  # (the LMS's order wins over the files' times)
+    for name, nb in [(f"smith-jonesmary_LATE_222_500_{NB00}", solved(NB00)),
+                     (f"smith-jonesmary_LATE_222_501_{nb02}", solved(nb02)),
+                     ("smith-jonesmary_LATE_222_502_00_getting_started-1.ipynb", solved(NB00)),
+                     ("leeann_333_600_00_getting_started.ipynb", solved(NB00)),
+                     ("leeann_444_601_00_getting_started.ipynb", solved(NB00))]:
+        (tmp_path / name).write_text(json.dumps(nb))
+    report = []
+    subs = {s.student_id: s for s in read_submissions(tmp_path, RELEASE, report=report)}
+    assert sorted(subs) == ["doejohn", "leeann_333", "leeann_444", "smith-jonesmary"], (subs, report)
+    john, mary = subs["doejohn"], subs["smith-jonesmary"]
+    assert (john.canvas_id, john.late, mary.canvas_id, mary.late) == ("12345", False, "222", True)
+    assert "batch_accuracy(logits" in john.notebooks[NB00].replace("\\n", "\n")
+    assert any("older submission(s) not graded (doejohn_12345_67890_lab4.zip); the newest by Canvas's submission "
+               "ids" in p for p in john.problems), john.problems
+    assert sorted(mary.notebooks) == [NB00, nb02]
+    assert any("smith-jonesmary_LATE_222_500_00_getting_started.ipynb: an older upload" in p for p in mary.problems)
+    assert subs["leeann_333"].canvas_id == "333" and any("two students named 'leeann'" in line for line in report)
 
 
 def test_hostile_names_are_reported_or_made_safe(tmp_path):
@@ -83,9 +113,9 @@ def test_hostile_names_are_reported_or_made_safe(tmp_path):
     report = []
     subs = read_submissions(tmp_path / "zips", RELEASE, report=report)
     ids = sorted(s.student_id for s in subs)
-    assert ids == ["ok", "touch_pwn"], (ids, report)  # 'a b', 'a;b' and 'a:b' all give 'a_b': none graded
+    assert ids == ["ok", "touch_pwn", "x"], (ids, report)  # 'a b', 'a;b' and 'a:b' all give 'a_b': none graded
     text = "\n".join(report)
-    assert "'-x.zip': no usable student id" in text and "'.._lab4.zip': no usable student id" in text
+    assert "'-x.zip': student id '-x' graded as 'x'" in text and "'.._lab4.zip': no usable student id" in text
     assert "'$(touch pwn)_lab4.zip': student id '$(touch pwn)' graded as 'touch_pwn'" in text
     assert "'a b_lab4.zip', 'a:b_lab4.zip', 'a;b_lab4.zip' all give student id 'a_b'; none graded" in text
     assert not (tmp_path / "pwn").exists() and not (ROOT / "pwn").exists()

@@ -1,11 +1,14 @@
 """What students hand in, made gradable.
 
 Two layouts are read: nbgrader's (`<student_id>/lab4/*.ipynb`, or `<student_id>/*.ipynb`)
-and a folder of zip files as a learning-management system exports them. A zip's student id
-is taken from its file name by `DEFAULT_ID_PATTERN`: everything before the first `_`, `-`
-or `.`, so `jdoe.zip`, `jdoe_lab4.zip` and Canvas's `doejohn_12345_67890_lab4.zip` give
-`jdoe`, `jdoe` and `doejohn`. Pass another regular expression with a `student` group
-for other exports.
+and a folder of files as a learning-management system exports them: zips, or loose notebooks
+(students who uploaded files instead of a zip). Canvas's names (`lms.canvas_name`) give the
+student, their Canvas id and the late flag; other names give the student id by
+`DEFAULT_ID_PATTERN`: everything before the first `_` or `.` (never at a hyphen: `smith-jones`
+is one name), so `jdoe.zip` and `jdoe_lab4.zip` give `jdoe`. Pass another regular expression
+with a `student` group for other exports. Several submissions of one student (a resubmission
+beside the first): the newest is graded, by the LMS's own order (Canvas's submission ids) or
+else the files' times, and the others are reported.
 
 Each submission is normalised before nbgrader sees it: notebooks are matched to the
 release's file names (a renamed copy such as `02_synthetic (1).ipynb` is recognised by its
@@ -15,8 +18,8 @@ step is recorded as a problem for the TA's report.
 
 Names are hostile too: a student id becomes a folder name and an nbgrader argument, so it is
 normalised to letters, digits and `_ . @ + -` (the mapping goes to the report); a file name
-that gives no id, or two names that give the same id, are reported and not graded, and the
-rest of the class is.
+that gives no id, or two different names that give the same safe id, are reported and not
+graded, and the rest of the class is.
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ from pathlib import Path
 
 import nbformat
 
+from .lms import LmsName, canvas_name
 from .safe_text import printable
 from .sandbox import KERNELSPEC
 
-DEFAULT_ID_PATTERN = r"^(?P<student>[^_.\-]+)"
+DEFAULT_ID_PATTERN = r"^(?P<student>[^_.]+)"
 # What is read of a submission, whatever its files say about themselves (a zip's sizes are
 # declarations: the reading is capped as well). A notebook with its saved outputs is a few MB;
 # the outputs are dropped before grading.
@@ -50,6 +54,8 @@ class Submission:
     student_id: str
     notebooks: dict[str, str]
     problems: list[str]
+    canvas_id: str = ""  # from Canvas's file names
+    late: bool = False  # Canvas's LATE marker on the graded files
 
     @property
     def digest(self) -> str:
@@ -78,23 +84,37 @@ def safe_student_id(raw: str) -> str | None:
 
 def _collect_ids(raw_ids: dict[str, str], report: list[str]) -> dict[str, str]:
     """source name -> safe id, for the names that give one id each; the rest reported."""
-    safe: dict[str, list[str]] = {}
-    for source, raw in raw_ids.items():
+    groups = _group_by_id({name: (raw, "") for name, raw in raw_ids.items()}, report)
+    return {sources[0]: sid for sid, sources in groups.items() if len(sources) == 1}
+
+
+def _group_by_id(identities: dict[str, tuple[str, str]], report: list[str]) -> dict[str, list[str]]:
+    """safe id -> the source names that are one student's, from each source's (raw id, LMS id).
+
+    Sources of one raw id and LMS id are one student's (a resubmission); one raw id with several
+    LMS ids is several students of one name, told apart by the LMS id; different raw ids that give
+    one safe id are ambiguous, reported and not graded."""
+    safe: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for source, (raw, lms_id) in identities.items():
         sid = safe_student_id(raw) if raw else None
         if sid is None:
             report.append(f"{printable(repr(source))}: no usable student id in its name; not graded")
             continue
         if sid != raw:
             report.append(f"{printable(repr(source))}: student id {printable(repr(raw))} graded as {sid!r}")
-        safe.setdefault(sid, []).append(source)
-    ids = {}
-    for sid, sources in safe.items():
-        if len(sources) > 1:
-            names = ", ".join(printable(repr(s)) for s in sorted(sources))
-            report.append(f"{names} all give student id {sid!r}; none graded "
-                          "(rename them or pass --id-pattern)")
-        else:
-            ids[sources[0]] = sid
+        safe.setdefault(sid, {}).setdefault((raw, lms_id), []).append(source)
+    ids: dict[str, list[str]] = {}
+    for sid, people in safe.items():
+        if len({raw for raw, _ in people}) > 1:
+            names = ", ".join(printable(repr(s)) for s in sorted(s for sources in people.values() for s in sources))
+            report.append(f"{names} all give student id {sid!r}; none graded (rename them or pass --id-pattern)")
+            continue
+        for (raw, lms_id), sources in people.items():
+            own = sid if len(people) == 1 else f"{sid}_{lms_id}"
+            if own != sid:
+                report.append(f"two students named {sid!r} in the LMS's file names: the one with id {lms_id} "
+                              f"is graded as {own!r}")
+            ids[own] = sorted(sources)
     return ids
 
 
@@ -258,9 +278,89 @@ def prepare_notebook(raw: bytes, release_nb, name: str) -> tuple[str | None, lis
     return nbformat.writes(nb), problems
 
 
+@dataclasses.dataclass
+class _File:
+    """A file of an LMS's export: its path, what its name says, and its place in the LMS's order."""
+
+    path: Path
+    raw_id: str
+    lms: LmsName | None
+
+    @property
+    def order(self) -> tuple:  # newer sorts later: Canvas's submission id, then the file's time
+        return (self.lms.submission if self.lms else 0, self.path.stat().st_mtime_ns, self.path.name)
+
+    @property
+    def uploaded_name(self) -> str:
+        return self.lms.filename if self.lms else self.path.name
+
+
+def _lms_file(path: Path, id_pattern: str) -> _File:
+    lms = canvas_name(path.name)
+    if lms is not None and id_pattern == DEFAULT_ID_PATTERN:
+        return _File(path, lms.student, lms)
+    try:
+        return _File(path, student_id_from_filename(path.name, id_pattern), lms)
+    except ValueError:
+        return _File(path, "", lms)
+
+
+def _read_loose(files: list[_File], expected: list[str]) -> tuple[dict[str, bytes], list[str]]:
+    """Loose notebooks of one student: per notebook of the lab the newest file, within the caps."""
+    newest: dict[str, _File] = {}
+    problems, found, total = [], {}, 0
+    numbers = _lab_numbers(expected)
+    for f in sorted(files, key=lambda f: f.order):
+        number = _number(f.uploaded_name)
+        if number not in numbers:
+            problems.append(f"{printable(f.path.name)} is not one of the lab's notebooks; ignored")
+            continue
+        if number in newest:
+            problems.append(f"{printable(newest[number].path.name)}: an older upload of the same notebook; "
+                            f"{printable(f.path.name)} graded instead")
+        newest[number] = f
+    for number, f in sorted(newest.items()):
+        size = f.path.stat().st_size
+        if f.path.is_symlink() or size > MAX_NOTEBOOK_BYTES or total + size > MAX_SUBMISSION_BYTES:
+            problems.append(f"{printable(f.path.name)}: over the caps of a submission; not graded")
+            continue
+        total += size
+        found[f.uploaded_name] = f.path.read_bytes()
+    return found, problems
+
+
+def _read_lms_export(path: Path, expected: list[str], id_pattern: str,
+                     report: list[str]) -> dict[str, tuple[dict[str, bytes], list[str], _File]]:
+    """student id -> (files, problems, the newest file) from a folder of zips and loose notebooks."""
+    files = {p.name: _lms_file(p, id_pattern) for p in sorted(path.iterdir())
+             if p.is_file() and not p.is_symlink() and p.suffix.lower() in (".zip", ".ipynb")}
+    groups = _group_by_id({name: (f.raw_id, f.lms.canvas_id if f.lms else "") for name, f in files.items()}, report)
+    raw = {}
+    for sid, names in groups.items():
+        mine = [files[n] for n in names]
+        loose = [f for f in mine if f.path.suffix.lower() == ".ipynb"]
+        # the candidates: each zip on its own, all loose notebooks together (as of their newest)
+        candidates = [[f] for f in mine if f.path.suffix.lower() == ".zip"] + ([loose] if loose else [])
+        candidates.sort(key=lambda group: max(f.order for f in group))
+        chosen, older = candidates[-1], [f for group in candidates[:-1] for f in group]
+        newest = max(chosen, key=lambda f: f.order)
+        if chosen[0].path.suffix.lower() == ".zip":
+            found, problems = _read_zip(chosen[0].path, expected)
+        else:
+            found, problems = _read_loose(chosen, expected)
+        if older:
+            how = "Canvas's submission ids" if newest.lms else "the files' times"
+            problems.insert(0, f"{len(older)} older submission(s) not graded "
+                               f"({', '.join(printable(f.path.name, 80) for f in older)}); the newest by {how}, "
+                               f"{printable(newest.path.name, 80)}, was")
+        raw[sid] = (found, problems, newest)
+    return raw
+
+
 def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: str = "lab4",
                      id_pattern: str = DEFAULT_ID_PATTERN, report: list[str] | None = None) -> list[Submission]:
-    """Every student's submission under `path` (zip files, or one folder per student).
+    """Every student's submission under `path` (an LMS's zips and loose notebooks, or one folder
+    per student).
 
     Names that give no safe, unique student id are skipped and described in `report`."""
     path, release_dir = Path(path), Path(release_dir)
@@ -269,24 +369,16 @@ def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: s
         raise FileNotFoundError(f"no submissions folder {path}")
     releases = {p.name: nbformat.read(p, as_version=4) for p in sorted(release_dir.glob("*.ipynb"))}
     expected = list(releases)
-    raw: dict[str, tuple[dict[str, bytes], list[str]]] = {}
-    zips = sorted(p for p in path.glob("*.zip") if p.is_file())
-    if zips:
-        raw_ids = {}
-        for z in zips:
-            try:
-                raw_ids[z.name] = student_id_from_filename(z.name, id_pattern)
-            except ValueError:
-                raw_ids[z.name] = ""
-        for name, sid in _collect_ids(raw_ids, report).items():
-            raw[sid] = _read_zip(path / name, expected)
+    raw: dict[str, tuple[dict[str, bytes], list[str], _File | None]] = {}
+    if any(p.is_file() and p.suffix.lower() in (".zip", ".ipynb") for p in path.iterdir()):
+        raw = _read_lms_export(path, expected, id_pattern, report)
     else:
         folders = {p.name: p for p in sorted(path.iterdir())
                    if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")}
         for name, sid in _collect_ids({n: n for n in folders}, report).items():
-            raw[sid] = _read_folder(folders[name], assignment)
+            raw[sid] = (*_read_folder(folders[name], assignment), None)
     submissions = []
-    for sid, (files, problems) in sorted(raw.items()):
+    for sid, (files, problems, newest) in sorted(raw.items()):
         matched, name_problems = match_names(files, expected)
         notebooks = {}
         problems = problems + name_problems
@@ -295,5 +387,7 @@ def read_submissions(path: str | Path, release_dir: str | Path, *, assignment: s
             problems += found
             if text is not None:
                 notebooks[name] = text
-        submissions.append(Submission(sid, notebooks, problems))
+        lms = newest.lms if newest else None
+        submissions.append(Submission(sid, notebooks, problems, lms.canvas_id if lms else "",
+                                      bool(lms and lms.late)))
     return submissions
