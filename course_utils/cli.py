@@ -71,7 +71,7 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
                             timeout=args.timeout, memory_limit_gb=args.memory_limit, id_pattern=args.id_pattern,
                             sandboxed=not args.no_sandbox, scheduler=args.scheduler, limits=not args.no_limits,
                             budget=args.student_budget, security=security,
-                            insecure_scheduler=args.insecure_scheduler)
+                            insecure_scheduler=args.insecure_scheduler, only=args.only, remove=args.remove)
     except (SandboxUnavailable, LimitsUnavailable, InsecureScheduler) as err:
         print(f"course-lab autograde: refusing to grade: {err}", file=sys.stderr)
         return 2
@@ -97,38 +97,104 @@ def _cmd_cluster_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    import secrets
-    import signal
-    import subprocess
     from pathlib import Path
-
-    from .lab_server import LabServer, free_port, lab_command, lab_env
 
     folder = Path(args.notebook_dir).resolve()
     if not folder.is_dir():
         print(f"course-lab lab: no folder {folder}; run it from the project's root", file=sys.stderr)
         return 1
-    port = args.port or free_port(preferred=8888)
+    return _serve("lab", folder, args.port, not args.no_browser, lambda server: (
+        f"\nLab 4 in JupyterLab\n  notebooks: {folder}\n  open:      {server.url()}\nStop it with Ctrl-C.\n"))
+
+
+def _cmd_formgrade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lab_server import NO_CODE
+
+    folder = Path(args.out).resolve()
+    if not (folder / "gradebook.db").is_file() or not (folder / "nbgrader_config.py").is_file():
+        print(f"course-lab formgrade: {folder} is not a graded class (run course-lab autograde ... --out {args.out})",
+              file=sys.stderr)
+        return 1
+    return _serve("formgrade", folder, args.port, not args.no_browser, lambda server: (
+        f"\nLab 4's class in formgrader (written answers, comments, the autograded points)\n"
+        f"  course folder: {folder}\n  open:          {server.base_url}/formgrader?token={server.token}\n"
+        "No kernel can start in this server: nothing a student wrote runs. Stop it with Ctrl-C.\n"), extra=NO_CODE)
+
+
+def _serve(command: str, folder, port: int, browser: bool, banner, extra: list[str] = ()) -> int:
+    """JupyterLab on `folder` until Ctrl-C, with `banner(server)` printed once it answers."""
+    import secrets
+    import signal
+    import subprocess
+
+    from .lab_server import LabServer, free_port, lab_command, lab_env
+
+    port = port or free_port(preferred=8888)
     token = secrets.token_hex(16)
     children: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in children])  # a stopped launcher stops its server
     # cwd: nbgrader's extensions take the folder they start in as the course root, which must
     # lie inside the served folder (the repository root, with nbgrader_config.py, does not)
-    children.append(subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=not args.no_browser),
+    children.append(subprocess.Popen(lab_command(folder, port=port, token=token, open_browser=browser, extra=extra),
                                      env=lab_env(), cwd=folder))
     server = LabServer(children[0], f"http://127.0.0.1:{port}", token, folder)
     try:
         server.wait_ready()
-        print(f"\nLab 4 in JupyterLab\n  notebooks: {folder}\n  open:      {server.url()}\n"
-              "Stop it with Ctrl-C.\n", flush=True)
+        print(banner(server), flush=True)
         return server.process.wait()
     except (RuntimeError, TimeoutError) as err:
-        print(f"course-lab lab: {err} (is port {port} taken? try --port)", file=sys.stderr)
+        print(f"course-lab {command}: {err} (is port {port} taken? try --port)", file=sys.stderr)
         server.stop()
         return 1
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached JupyterLab too; make sure it stops
         server.process.terminate()
         return server.process.wait()
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .grading import final_grades, lms
+
+    out = Path(args.out)
+    if not (out / "gradebook.db").is_file():
+        print(f"course-lab export: {out} is not a graded class (no gradebook.db)", file=sys.stderr)
+        return 1
+    try:
+        roster = lms.read_roster(args.roster, args.roster_key) if args.roster else None
+    except (OSError, ValueError) as err:
+        print(f"course-lab export: {err}", file=sys.stderr)
+        return 1
+    path, notes = final_grades.export(out, fmt=args.format, path=args.output, roster=roster,
+                                      assignment=args.assignment, id_column=args.id_column,
+                                      late_penalty=args.late_penalty)
+    from .grading import class_report
+
+    index = class_report.refresh(out)
+    for note in notes:
+        print(f"! {note}")
+    print(f"Final grades ({args.format}): {path}\nThe class at a glance: {index}")
+    return 0
+
+
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .grading.course_folder import regenerate_feedback
+
+    out = Path(args.out)
+    if not (out / "autograded").is_dir():
+        print(f"course-lab feedback: {out} is not a graded class (no autograded/)", file=sys.stderr)
+        return 1
+    try:
+        pages = regenerate_feedback(out, args.student or None)
+    except RuntimeError as err:
+        print(f"course-lab feedback: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(pages)} feedback page(s) written again, with the manual grades and comments: {out}/feedback/")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +268,51 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--insecure-scheduler", action="store_true",
                        help="grade through a plain tcp:// scheduler off this machine (anyone on its network could "
                             "drive the workers; the report says so)")
+    grade.add_argument("--only", nargs="+", metavar="ID",
+                       help="grade only these students again, even when their submission did not change (an appeal, "
+                            "a late file); everyone else's results, manual grades included, stay as they are")
+    grade.add_argument("--remove", nargs="+", metavar="ID",
+                       help="take these students out of OUT (their grades, feedback and manual grades)")
     grade.set_defaults(func=_cmd_autograde)
+
+    formgrade = sub.add_parser("formgrade", help="grade written answers in formgrader, on a graded class's OUT",
+                               description="Start JupyterLab with nbgrader's formgrader on OUT (the course folder "
+                                           "that course-lab autograde writes) and print the address. No kernel can "
+                                           "start in it: nothing a student wrote runs.")
+    formgrade.add_argument("out", metavar="OUT", help="the output folder of course-lab autograde")
+    formgrade.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    formgrade.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    formgrade.set_defaults(func=_cmd_formgrade)
+
+    export = sub.add_parser("export", help="final grades (autograded + written) as CSV, for Canvas or for Moodle",
+                            description="Write one row per student from OUT's gradebook: autograded and written "
+                                        "points per notebook, the total and maximum, and how many written answers "
+                                        "are still ungraded. Also refreshes OUT/index.html.")
+    export.add_argument("out", metavar="OUT", help="the output folder of course-lab autograde")
+    export.add_argument("--format", choices=["csv", "canvas", "moodle"], default="csv",
+                        help="csv (default): this lab's columns; canvas: Canvas's gradebook import; moodle: Moodle's "
+                             "CSV grade import")
+    export.add_argument("--roster", metavar="FILE",
+                        help="the LMS's gradebook export (CSV): names and ids of every student, those without a "
+                             "submission included (they get 0)")
+    export.add_argument("--roster-key", metavar="COLUMN",
+                        help="the roster's column holding the ids grading uses (default: SIS Login ID, Username, "
+                             "ID number, Email address or ID, the first it has)")
+    export.add_argument("--id-column", default="Username", metavar="COLUMN",
+                        help="moodle: the roster column to identify students by (map it on import; default: Username)")
+    export.add_argument("--assignment", default="Lab 4", metavar="NAME",
+                        help='the grade column\'s title (Canvas: "Lab 4 (123)" updates that assignment; default: Lab 4)')
+    export.add_argument("--late-penalty", type=float, default=0.0, metavar="FRACTION",
+                        help="taken off the total of a submission the LMS marked late (0.1: 10%%; default 0)")
+    export.add_argument("--output", metavar="FILE", help="where to write (default: OUT/final_grades.csv, canvas_grades.csv or moodle_grades.csv)")
+    export.set_defaults(func=_cmd_export)
+
+    feedback = sub.add_parser("feedback", help="feedback pages again, with the written points and the TA's comments",
+                              description="Render every student's feedback pages again from OUT's gradebook after "
+                                          "manual grading (nothing runs: the notebooks are rendered, sanitized).")
+    feedback.add_argument("out", metavar="OUT", help="the output folder of course-lab autograde")
+    feedback.add_argument("--student", nargs="+", metavar="ID", help="only these students")
+    feedback.set_defaults(func=_cmd_feedback)
 
     certs = sub.add_parser("cluster-certs", help="make the TLS certificates of a grading cluster (docs/grading.md)",
                            description="Make a certificate authority and certificates for a Dask grading cluster's "

@@ -30,9 +30,14 @@ def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
     raise OSError("no free TCP port")
 
 
+# A server for grading, not for running: no kernel can start (no kernelspec is allowed), no terminal
+NO_CODE = ["--KernelSpecManager.allowed_kernelspecs=__no_kernel__", "--ServerApp.terminals_enabled=False"]
+
+
 def lab_command(notebook_dir: str | Path, *, port: int, token: str, host: str = "127.0.0.1",
-                open_browser: bool = False) -> list[str]:
-    """`jupyter lab` from this environment, serving `notebook_dir` on host:port with `token`."""
+                open_browser: bool = False, extra: list[str] = ()) -> list[str]:
+    """`jupyter lab` from this environment, serving `notebook_dir` on host:port with `token`
+    (`extra`: more options, e.g. `NO_CODE`)."""
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(notebook_dir).resolve()}",
            f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.open_browser={open_browser}",
@@ -40,7 +45,7 @@ def lab_command(notebook_dir: str | Path, *, port: int, token: str, host: str = 
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI run as root; Jupyter refuses it otherwise
-    return cmd
+    return cmd + list(extra)
 
 
 def lab_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -108,12 +113,12 @@ class LabServer:
 
 
 def start_lab(notebook_dir: str | Path, *, port: int | None = None, token: str | None = None,
-              env: dict[str, str] | None = None, log: Path | None = None) -> LabServer:
+              env: dict[str, str] | None = None, log: Path | None = None, extra: list[str] = ()) -> LabServer:
     """Start JupyterLab in the background on a free loopback port; return once it answers."""
     port, token = port or free_port(), token or secrets.token_hex(16)
     out = open(log, "w") if log else subprocess.DEVNULL
     try:
-        process = subprocess.Popen(lab_command(notebook_dir, port=port, token=token), env=lab_env(env),
+        process = subprocess.Popen(lab_command(notebook_dir, port=port, token=token, extra=extra), env=lab_env(env),
                                    stdout=out, stderr=subprocess.STDOUT, cwd=notebook_dir)
     finally:
         if log:

@@ -26,6 +26,21 @@ from ..grading.checker import RemoteFunction
 from . import _side_effects
 
 
+class Mistake(AssertionError):
+    """A failed check that names the typical mistake it caught ("a count, not a fraction"): the
+    checker records the name as data, and the class report counts each name over the class."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def expect(condition: bool, mistake: str, message: str) -> None:
+    """`assert condition, message`, naming the mistake when it fails (`Mistake`)."""
+    if not condition:
+        raise Mistake(mistake, message)
+
+
 def call_student(function: Callable, *args, what: str, forbid: tuple[Callable, ...] = (), reason: str = "",
                  may_change: Iterable[tuple] = (), **kwargs):
     """`function(*args, **kwargs)` as a hidden test runs a student's function.

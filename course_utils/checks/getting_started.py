@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from . import call_student
+from . import call_student, expect
 
 
 def _fraction_correct(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -23,11 +23,12 @@ def check_batch_accuracy(batch_accuracy: Callable) -> None:
                           forbid=(metrics.accuracy, metrics.topk_accuracy),
                           reason="write batch_accuracy with tensor operations, not with the library's accuracy")
     expected = _fraction_correct(logits, labels)
-    assert isinstance(result, float), f"expected a Python float, got {type(result).__name__}"
-    assert abs(result - expected) < 1e-6, (
-        f"on 50 random rows of 7 classes expected accuracy {expected:.4f}, got {result:.4f}. "
-        + ("It looks like a count of correct rows instead of a fraction." if abs(result - expected * 50) < 1e-6 else
-           "Is the prediction the argmax over classes (dim=1)?"))
+    expect(isinstance(result, float), "not a Python float", f"expected a Python float, got {type(result).__name__}")
+    counted = abs(result - expected * 50) < 1e-6
+    expect(abs(result - expected) < 1e-6, "a count, not a fraction" if counted else "not the argmax over classes",
+           f"on 50 random rows of 7 classes expected accuracy {expected:.4f}, got {result:.4f}. "
+           + ("It looks like a count of correct rows instead of a fraction." if counted else
+              "Is the prediction the argmax over classes (dim=1)?"))
     # a single row, and all rows right
     assert abs(batch_accuracy(torch.tensor([[0.0, 3.0]]), torch.tensor([1])) - 1.0) < 1e-6, \
         "one correct row should give accuracy 1.0"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import cgroups, flags, mounts, sandbox, template as course_template
+from . import cgroups, class_report, course_folder, flags, mounts, sandbox, similarity, template as course_template
 from .safe_text import printable, spreadsheet_cell
 from .student import ASSIGNMENT, GradingJob, StudentResult, grade_student, run_nbgrader, worker_setup
 from .submissions import Submission, read_submissions
@@ -79,7 +79,8 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
               timeout: int = 60, memory_limit_gb: float = 6.0, id_pattern: str | None = None,
               executor: concurrent.futures.Executor | None = None, progress: bool = True,
               sandboxed: bool = True, scheduler: str | None = None, limits: bool = True,
-              budget: int = 0, security=None, insecure_scheduler: bool = False) -> list[StudentResult]:
+              budget: int = 0, security=None, insecure_scheduler: bool = False, only: list[str] | None = None,
+              remove: list[str] | None = None) -> list[StudentResult]:
     """Grade every submission under `submissions`; write grades.csv, feedback/ and report.txt to `out`.
 
     Every kernel runs in a bubblewrap sandbox; without bubblewrap this refuses to grade
@@ -87,8 +88,14 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     share one cgroup; without cgroups this refuses (`cgroups.LimitsUnavailable`) unless
     `limits=False` (`--no-limits`). The report's first lines say when either was waived.
     `budget`: seconds for one student's whole grading (0: from `timeout` and the number of
-    notebooks, `student.student_budget`). Students whose submission (and the lab's solutions
-    and checks) did not change since the last run into the same `out` are not graded again.
+    notebooks, `student.student_budget`).
+
+    `out` keeps the class: students whose submission (and the lab's solutions and checks) did not
+    change since the last run into the same `out` are not graded again, and students graded
+    before whose submission is not under `submissions` keep their results (a late zip graded
+    alone joins the class). `only`: grade just these students again, changed or not, and leave
+    everyone else as they are; `remove`: take these students out of `out`. `out` is also the
+    class's nbgrader course folder (`course_folder.py`), which keeps the TA's manual grades.
 
     Students are graded `workers` at a time in a local process pool (or by `executor`), or,
     with `scheduler` (a Dask scheduler's address) and `security` (`cluster_tls.security`), on
@@ -124,6 +131,12 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         "WARNING: NOT SANDBOXED (--no-sandbox): students' code ran with the grader's rights; these grades are only "
         "as trustworthy as the submissions"]
     warnings += [] if limits else [NO_LIMITS_WARNING]
+    dropped: list[str] = []
+    for sid in remove or []:
+        if state.pop(sid, None) is None and not (out / "feedback" / sid).exists():
+            class_problems.append(f"--remove {printable(sid)}: no such student in {out}")
+        shutil.rmtree(out / "feedback" / sid, ignore_errors=True)
+        course_folder.remove(out, sid)
 
     with contextlib.ExitStack() as stack:
         if hierarchy is not None:
@@ -137,6 +150,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
             client = stack.enter_context(cluster.connected(scheduler, security))
             warnings += cluster_warnings
         template = prepare_template(course_root, tmp / "template")
+        course_folder.prepare(out, template)
         points = json.loads((template / "points.json").read_text())
         maxima = {nb: sum(cells.values()) for nb, cells in points.items()}
         written = written_points(template)
@@ -145,50 +159,78 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
                                                   report=class_problems)
         release_sources = {c.source.strip() for p in release.glob("*.ipynb")
                            for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"}
-        results: dict[str, StudentResult] = {}
+        # the class as graded before (whoever this run's folder holds or not), then this run's students
+        results: dict[str, StudentResult] = {sid: StudentResult(**previous) for sid, previous in state.items()
+                                             if (out / "feedback" / sid).is_dir()}
+        submitted = {sub.student_id: sub for sub in subs}
+        for sid in sorted(set(only or []) - set(submitted)):
+            class_problems.append(f"--only {printable(sid)}: no submission of that student under {submissions}; "
+                                  "nothing graded for them")
         jobs = []
         for sub in subs:
             digest = f"{lab_digest}:{sub.digest}"
-            previous = state.get(sub.student_id)
-            if previous and previous["digest"] == digest and (out / "feedback" / sub.student_id).is_dir():
-                results[sub.student_id] = StudentResult(**previous)
+            if only is not None and sub.student_id not in only:
+                if sub.student_id not in results:
+                    class_problems.append(f"{sub.student_id}: not graded (not named by --only)")
+                continue
+            previous = results.get(sub.student_id)
+            if only is None and previous is not None and previous.digest == digest:
                 continue
             hints = [f"suspicious: {hint}" for name, text in sub.notebooks.items()
                      for hint in flags.suspicious_cells(text, release_sources, name)]
             jobs.append(GradingJob(sub.student_id, sub.notebooks, sub.problems + hints, digest, str(template),
                                    str(tmp / "work"), str(out / "feedback"), timeout, memory_limit_gb, sandboxed,
-                                   limits, budget))
-        bar = tqdm(total=len(subs), initial=len(results), desc="students graded", unit="student",
-                   disable=not progress, file=sys.stdout)
+                                   limits, budget, notebooks_dir=str(tmp / "notebooks")))
+        bar = tqdm(total=len(jobs), desc="students graded", unit="student", disable=not progress, file=sys.stdout)
         if scheduler:
             finished = cluster.grade_on_cluster(client, jobs, template, lab_digest)
         else:
             finished = _grade_locally(jobs, executor, workers, hierarchy)
         for job, outcome in finished:
+            notebooks: dict[str, bytes] = {}
             if isinstance(outcome, BaseException):  # a failed worker must not cost the others their grades
                 result = StudentResult(job.student_id, {}, {}, job.problems + [f"grading failed: {outcome!r}"], 0.0,
                                        job.digest)
-            elif isinstance(outcome, tuple):  # from a cluster worker: the result and its feedback pages as data
+            elif isinstance(outcome, tuple):  # from a cluster worker: the result and its files as data
                 result, files = outcome
                 target = out / "feedback" / job.student_id  # made even when empty: it marks the student as graded
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir(parents=True)
                 for name, data in files.items():
-                    (target / Path(name).name).write_bytes(data)
+                    if name.startswith("notebooks/"):
+                        notebooks[Path(name).stem] = data
+                    else:
+                        (target / Path(name).name).write_bytes(data)
             else:
                 result = outcome
+                notebooks = {p.stem: p.read_bytes() for p in sorted((tmp / "notebooks" / job.student_id).glob("*.ipynb"))}
             if result.student_id != job.student_id:
                 result = StudentResult(job.student_id, {}, {}, job.problems + ["grading failed: a result for another "
                                        "student came back"], 0.0, job.digest)
+            sub = submitted[job.student_id]
+            result.canvas_id, result.late = sub.canvas_id, sub.late
+            if not any("grading failed" in p for p in result.problems):
+                dropped += [f"{job.student_id}: {line}" for line in
+                            course_folder.record(out, job.student_id, result.cells, notebooks, canvas_id=sub.canvas_id)]
             results[job.student_id] = result
             bar.update(1)
         bar.close()
+        shutil.copy(template / "points.json", out / "points.json")
+        pairs = similarity.class_pairs(out, release)
+    (out / class_report.SIMILARITY_FILE).write_text(json.dumps([dataclasses.asdict(p) for p in pairs], indent=1))
+    kept = sorted(set(results) - set(submitted))
+    if kept:
+        class_problems.append(f"{len(kept)} student(s) graded in an earlier run and not in {submissions} kept "
+                              f"({', '.join(printable(s, 40) for s in kept[:10])}{' ...' if len(kept) > 10 else ''}; "
+                              "--remove ID takes one out)")
+    class_problems += [f"manual grade dropped: {line}" for line in dropped]
     ordered = [results[s] for s in sorted(results)]
     state = {r.student_id: dataclasses.asdict(r) for r in ordered if not any("grading failed" in p for p in r.problems)}
     state_path.write_text(json.dumps(state, indent=1))
     write_grades(ordered, maxima, out / "grades.csv")
     write_report(ordered, maxima, out / "report.txt", written=written, warnings=warnings,
-                 class_problems=class_problems)
+                 class_problems=class_problems, pairs=pairs)
+    class_report.refresh(out, warnings=warnings)
     return ordered
 
 
@@ -228,19 +270,24 @@ def write_grades(results: list[StudentResult], maxima: dict[str, float], path: P
 
 
 def write_report(results: list[StudentResult], maxima: dict[str, float], path: Path, *, written: float = 0.0,
-                 warnings: list[str] = (), class_problems: list[str] | None = None) -> None:
+                 warnings: list[str] = (), class_problems: list[str] | None = None, pairs=()) -> None:
     """Per student: the total (as in grades.csv), points lost per test cell, and what went wrong.
     `warnings` (what was waived: the sandbox, the limits) come first. Every student-controlled
     string is written `printable`: no line of it can move the cursor or rewrite another."""
     total = sum(maxima.values())
     lines = [*warnings, ""] if warnings else []
     lines += [f"Lab 4 autograde report: {len(results)} students, {total:g} autograded points "
-              f"(and {written:g} points of written answers, graded by hand in formgrader)", ""]
+              f"(and {written:g} points of written answers, graded by hand: course-lab formgrade OUT)", ""]
     if class_problems:
         lines += ["Submissions not graded or renamed:", *(f"    ! {printable(p)}" for p in class_problems), ""]
+    if pairs:
+        lines += [f"Similar submissions (a hint to read both, never a score change; side by side in OUT/):",
+                  *(f"    ~ {printable(p.a, 100)} and {printable(p.b, 100)}: {p.share_a:.0%} / {p.share_b:.0%} shared "
+                    f"({p.page})" for p in pairs), ""]
     for r in results:
         score = sum(r.scores.get(nb, 0.0) for nb in maxima)
-        lines.append(f"{printable(r.student_id, 100)}: {score:g} / {total:g}  ({r.seconds:.0f} s)")
+        late = "  LATE" if r.late else ""
+        lines.append(f"{printable(r.student_id, 100)}: {score:g} / {total:g}  ({r.seconds:.0f} s){late}")
         for cell, points in sorted(r.lost.items()):
             lines.append(f"    lost {points:g} on {printable(cell, 200)}")
         for problem in r.problems:

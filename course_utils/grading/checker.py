@@ -125,6 +125,7 @@ class Verdict:
     check: str  # "module.check_name", what the cell's hidden block calls
     runs: int = 0
     failure: str | None = None
+    mistake: str | None = None  # the name of the typical mistake the check caught (`checks.Mistake`)
 
     @property
     def passed(self) -> bool:
@@ -214,37 +215,39 @@ class CheckServer:
                                          "message": "a hidden check runs only in its own test cell"})
                     return
                 signature = hello.get("signature") if isinstance(hello.get("signature"), list) else []
-                passed, message = self._run_check(check, RemoteFunction(conn, hello.get("name", "function"),
-                                                                         signature))
+                passed, message, mistake = self._run_check(check, RemoteFunction(conn, hello.get("name", "function"),
+                                                                                  signature))
                 with self._lock:
                     if self._current != cell:  # the cell ended (timeout, interrupt) before the check did
                         passed, message = False, "the hidden check did not finish while its test cell ran"
                     verdict.runs += 1
                     if not passed and verdict.failure is None:
-                        verdict.failure = message
+                        verdict.failure, verdict.mistake = message, mistake
                 protocol.send(conn, {"op": "done", "passed": passed, "message": message})
             except (OSError, protocol.ProtocolError):
                 return
 
     @staticmethod
-    def _run_check(check: str, proxy: RemoteFunction) -> tuple[bool, str]:
+    def _run_check(check: str, proxy: RemoteFunction) -> tuple[bool, str, str | None]:
         module_name, _, function_name = check.rpartition(".")
         try:
             module = importlib.import_module(f"course_utils.checks.{module_name}")
             function = getattr(module, function_name)
         except (ImportError, AttributeError):
-            return False, f"no hidden check {check}"
+            return False, f"no hidden check {check}", None
         torch.set_num_threads(1)
         try:
             with torch.random.fork_rng(devices=[]):
                 function(proxy)
-            return True, ""
-        except AssertionError as err:
-            return False, str(err) or "the hidden check failed"
+            return True, "", None
+        except AssertionError as err:  # a `checks.Mistake` names what it caught
+            name = getattr(err, "name", None)
+            return False, str(err) or "the hidden check failed", name if isinstance(name, str) else None
         except (OSError, protocol.ProtocolError) as err:
-            return False, f"the kernel stopped answering the hidden check ({type(err).__name__})"
+            return False, f"the kernel stopped answering the hidden check ({type(err).__name__})", "no answer"
         except Exception as err:  # the student's answer made the check itself fail
-            return False, f"the hidden check could not use what your function returned ({type(err).__name__}: {err})"
+            return False, (f"the hidden check could not use what your function returned ({type(err).__name__}: "
+                           f"{err})"), "unusable result"
 
     def results(self) -> dict:
         with self._lock:

@@ -235,7 +235,8 @@ def _submit_from_daemon(pool, function, *args):
 
 
 def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
-    """Grade one student on a worker: (StudentResult, {feedback file name: bytes})."""
+    """Grade one student on a worker: (StudentResult, {file name: bytes}): the feedback pages, and the
+    autograded notebooks as `notebooks/<stem>.ipynb`."""
     here = grading_code_digest()
     if here != code_digest:
         raise RuntimeError(f"this worker's course_utils grading code ({here}) differs from the TA's ({code_digest}): "
@@ -246,10 +247,12 @@ def grade_on_worker(job, bundle: bytes, template_digest: str, code_digest: str):
     work = Path(tempfile.mkdtemp(prefix="course-lab-work-", dir=_worker_folder()))
     try:
         local = dataclasses.replace(job, template=str(template), work_dir=str(work / "work"),
-                                    feedback_dir=str(work / "feedback"))
+                                    feedback_dir=str(work / "feedback"), notebooks_dir=str(work / "notebooks"))
         result = _in_helper(student.grade_student, local)
         folder = work / "feedback" / job.student_id
         files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.html"))} if folder.is_dir() else {}
+        files.update({f"notebooks/{p.name}": p.read_bytes()
+                      for p in sorted((work / "notebooks" / job.student_id).glob("*.ipynb"))})
         return result, files
     finally:
         shutil.rmtree(work, ignore_errors=True)

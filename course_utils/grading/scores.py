@@ -51,6 +51,24 @@ def cell_points(course: Path, sid: str, stems: list[str], points: dict[str, dict
     return result
 
 
+def written_cells(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]]) \
+        -> dict[str, dict[str, None | float]]:
+    """notebook stem -> {written answer's grade cell -> None (waits for a manual grade), or 0.0 (left
+    as released: nbgrader scores an unchanged answer 0)}, for the graded notebooks."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    result: dict[str, dict[str, None | float]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for stem in stems:
+            try:
+                notebook = gb.find_submission_notebook(stem, ASSIGNMENT, sid)
+            except MissingEntry:
+                continue
+            result[stem] = {grade.name: None if grade.needs_manual_grade else 0.0 for grade in notebook.grades
+                            if grade.name not in points.get(stem, {})}
+    return result
+
+
 def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)

@@ -67,6 +67,7 @@ class GradingJob:
     isolate: bool = True  # False only with --no-sandbox
     limits: bool = True  # False only with --no-limits: no cgroup for the student
     budget: int = 0  # seconds for the whole student; 0: student_budget(timeout, notebooks)
+    notebooks_dir: str = ""  # where the autograded notebooks go, cleaned as the feedback (<id>/<stem>.ipynb)
 
 
 @dataclasses.dataclass
@@ -82,6 +83,13 @@ class StudentResult:
     phases: dict[str, float] = dataclasses.field(default_factory=dict)
     # what the student's cgroup used: memory_peak (bytes), oom_kills, forks_refused, throttled
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    # per graded notebook, every grade cell: trusted points, or None for a written answer to grade by hand
+    cells: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+    canvas_id: str = ""  # from the LMS's file names
+    late: bool = False
+    # per test cell lost ("notebook/grade_id"), the mistake its hidden check named (`checks.Mistake`), or
+    # "other" (a check without a name for it), "visible tests failed", "not run"
+    mistakes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 _WORKER: dict = {}
@@ -308,8 +316,11 @@ def grade_student(job: GradingJob) -> StudentResult:
         points = json.loads((course / "points.json").read_text())
         cells = scores.cell_points(course, sid, graded, points, verdicts)
         result_scores = {stem: sum(cells.get(stem, {}).values()) for stem in stems}
+        written = scores.written_cells(course, sid, graded, points)
+        all_cells = {stem: {**cells[stem], **written.get(stem, {})} for stem in graded}
         lost = {f"{stem}/{g}": points[stem][g] - got for stem in graded for g, got in cells[stem].items()
                 if got < points[stem][g]}
+        mistakes = {key: _mistake(verdicts.get(key.split("/", 1)[1], {})) for key in lost}
         target = Path(job.feedback_dir) / sid  # made even when empty: it marks the student as graded
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
@@ -318,6 +329,12 @@ def grade_student(job: GradingJob) -> StudentResult:
                                         Path(sys.prefix), Path(sys.base_prefix), Path(tempfile.gettempdir()))]
             for stem in graded:
                 scores.clean_for_feedback(autograded / f"{stem}.ipynb", verdicts, secrets)
+            if job.notebooks_dir:  # for the class's course folder (`course_folder.record`)
+                kept = Path(job.notebooks_dir) / sid
+                shutil.rmtree(kept, ignore_errors=True)
+                kept.mkdir(parents=True)
+                for stem in graded:
+                    shutil.copy(autograded / f"{stem}.ipynb", kept / f"{stem}.ipynb")
             lap("scores")
             run_nbgrader(course, ["generate_feedback", ASSIGNMENT, "--student", sid, "--force",
                                   "--HTMLExporter.sanitize_html=True",
@@ -343,7 +360,14 @@ def grade_student(job: GradingJob) -> StudentResult:
             mounts.release(str(ipc_dir))
         lap("cleanup")
     return StudentResult(sid, result_scores, lost, problems, round(time.perf_counter() - start, 1), job.digest,
-                         {k: v for k, v in phases.items() if v > 0}, usage)
+                         {k: v for k, v in phases.items() if v > 0}, usage, all_cells, mistakes=mistakes)
+
+
+def _mistake(verdict: dict) -> str:
+    """What a lost test cell's verdict says went wrong, as a name the class report counts."""
+    if verdict.get("failure"):
+        return str(verdict.get("mistake") or "other")[:120]
+    return "visible tests failed" if verdict.get("runs") else "not run"
 
 
 def _not_graded_page(path: Path, stem: str, text: str) -> None:

@@ -1,0 +1,251 @@
+"""`OUT` as an nbgrader course folder that formgrader opens: one gradebook for the class
+(`gradebook.db`) and every student's autograded notebooks (`autograded/<id>/lab4/`).
+
+The gradebook is written here, from what the trusted grading returned, never by nbgrader
+autograde in this folder: a test cell's autograded score is the trusted points (a score a
+submission rigged inside nbgrader never gets here), written answers wait for a manual grade
+(or score 0 when left as released). Nothing here runs a student's code.
+
+A re-run of `autograde` replaces the submissions of the students it graded again and keeps
+the TA's manual grades and comments of every answer whose text did not change; the grades it
+had to drop (the answer changed) are returned for the report.
+
+The notebooks are rendered by formgrader's own exporter, which shows markdown as HTML without
+sanitizing it, in the TA's Jupyter session (a script there would act with the TA's token). So
+the notebooks saved here carry no markdown: each markdown cell and markdown output is
+rendered once, through the feedback pages' allowlist (`feedback.sanitize`), and stored as one
+line of plain HTML (which markdown passes through as it is); HTML outputs are sanitized too,
+SVG outputs dropped, and TeX commands that make links or run code in MathJax disarmed.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import nbformat
+
+ASSIGNMENT = "lab4"
+GRADEBOOK = "gradebook.db"
+CONFIG = """# The class's nbgrader course folder, written by course-lab autograde (course_utils/grading/course_folder.py).
+# Open it with: course-lab formgrade {out}
+c = get_config()
+c.CourseDirectory.course_id = "lab4"
+c.CourseDirectory.db_url = "sqlite:///" + __import__("os").path.join(__import__("os").path.dirname(__file__), "gradebook.db")
+c.HTMLExporter.sanitize_html = True
+c.GenerateFeedback.exporter_class = "course_utils.grading.feedback.FeedbackExporter"
+"""
+# MathJax commands that make links, set HTML attributes or load code
+_TEX_COMMANDS = re.compile(r"\\(href|url|class|cssId|style|attr|data|unicode|require|html|texttip|toggle|mathtip)\b")
+
+
+def _gradebook(out: Path):
+    from nbgrader.api import Gradebook
+
+    return Gradebook(f"sqlite:///{out / GRADEBOOK}")
+
+
+def prepare(out: Path, template: Path) -> None:
+    """`out` made a course folder: its config, and a gradebook whose assignment has the cells of
+    the template's (created from it, or brought up to date when the lab changed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "nbgrader_config.py").write_text(CONFIG.format(out=out))
+    if not (out / GRADEBOOK).exists():
+        shutil.copy(template / GRADEBOOK, out / GRADEBOOK)
+        return
+    with _gradebook(template) as source, _gradebook(out) as target:
+        target.update_or_create_assignment(ASSIGNMENT)
+        for nb in source.find_assignment(ASSIGNMENT).notebooks:
+            target.update_or_create_notebook(nb.name, ASSIGNMENT)
+            for cell in nb.grade_cells:
+                target.update_or_create_grade_cell(cell.name, nb.name, ASSIGNMENT, max_score=cell.max_score,
+                                                   cell_type=cell.cell_type)
+            for cell in nb.solution_cells:
+                target.update_or_create_solution_cell(cell.name, nb.name, ASSIGNMENT)
+            for cell in nb.source_cells:
+                target.update_or_create_source_cell(cell.name, nb.name, ASSIGNMENT, cell_type=cell.cell_type,
+                                                    locked=cell.locked, source=cell.source, checksum=cell.checksum)
+
+
+def disarm_tex(text: str) -> str:
+    """`text` with MathJax's link, attribute and code-loading commands shown as words."""
+    return _TEX_COMMANDS.sub(lambda m: m.group(1), text)
+
+
+def _html_line(html: str) -> str:
+    """Sanitized HTML as one line wrapped in a block (markdown passes it through unchanged)."""
+    from .feedback import sanitize
+
+    return "<div>" + disarm_tex(sanitize(html)).replace("\r", "").replace("\n", "&#10;") + "</div>"
+
+
+def for_formgrader(nb) -> None:
+    """`nb` (an autograded notebook, cleaned as its feedback is) made safe for formgrader's pages."""
+    from nbconvert.filters.markdown import markdown2html
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _html_line(markdown2html(cell.source))
+            cell.pop("attachments", None)
+        elif cell.cell_type == "raw":
+            cell.source = _html_line("<pre>" + _escape(cell.source) + "</pre>")
+            cell.cell_type = "markdown"
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data")
+                if not isinstance(data, dict):
+                    continue
+                if "text/markdown" in data:
+                    data["text/html"] = _html_line(markdown2html(str(data.pop("text/markdown"))))
+                for mime in list(data):
+                    if mime == "text/html":
+                        data[mime] = _html_line(str(data[mime]) if not isinstance(data[mime], list)
+                                                else "".join(data[mime]))
+                    elif mime == "text/latex":
+                        data[mime] = disarm_tex(str(data[mime]))
+                    elif mime not in ("text/plain", "image/png", "image/jpeg", "image/gif"):
+                        del data[mime]  # SVG (which can carry script), JSON, widgets, anything else
+    nb.metadata = nbformat.from_dict({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _answers(path: Path) -> dict[str, str]:
+    """grade id -> the source of that nbgrader cell, in an autograded notebook saved here."""
+    if not path.exists():
+        return {}
+    nb = nbformat.read(path, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id")}
+
+
+def record(out: Path, student_id: str, cells: dict[str, dict[str, float | None]], notebooks: dict[str, bytes],
+           *, canvas_id: str = "") -> list[str]:
+    """Record one student's grading in the class's course folder; the manual grades it dropped.
+
+    `cells`: notebook stem -> grade id -> points of an autograded cell, `None` for a written
+    answer that waits for a manual grade, 0 for one left as released; a stem not in it was not
+    graded (every cell 0). `notebooks`: stem -> the autograded notebook (cleaned as its feedback
+    is), made safe here for formgrader. Manual scores, extra credit and comments of an answer
+    whose text did not change are kept; of a test cell, when no answer of its notebook changed."""
+    from nbgrader.api import MissingEntry
+
+    folder = out / "autograded" / student_id / ASSIGNMENT
+    new_answers = {}
+    staged = {}
+    for stem, data in notebooks.items():
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        for_formgrader(nb)
+        staged[stem] = nbformat.writes(nb)
+        new_answers[stem] = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+                             if c.metadata.get("nbgrader", {}).get("grade_id")}
+    dropped = []
+    with _gradebook(out) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes inside nbgrader's add_submission
+        kept: dict[tuple[str, str], tuple] = {}
+        try:
+            old = gb.find_submission(ASSIGNMENT, student_id)
+        except MissingEntry:
+            old = None
+        if old is not None:
+            for nb in old.notebooks:
+                before = _answers(folder / f"{nb.name}.ipynb")
+                after = new_answers.get(nb.name, {})
+                answer_cells = {c.name for c in nb.notebook.solution_cells}
+                answers_same = all(before.get(name) == after.get(name) for name in answer_cells)
+                for grade in nb.grades:  # a written answer by its own text, a test cell by its notebook's answers
+                    same = before.get(grade.name) == after.get(grade.name) if grade.name in answer_cells \
+                        else answers_same
+                    if grade.manual_score is not None or grade.extra_credit is not None:
+                        if same:
+                            kept[("grade", nb.name, grade.name)] = (grade.manual_score, grade.extra_credit)
+                        else:
+                            dropped.append(f"{nb.name}/{grade.name}: manual grade {grade.manual_score} dropped "
+                                           "(the answer changed)")
+                for comment in nb.comments:
+                    if comment.manual_comment:
+                        if before.get(comment.name) == after.get(comment.name):
+                            kept[("comment", nb.name, comment.name)] = comment.manual_comment
+                        else:
+                            dropped.append(f"{nb.name}/{comment.name}: comment dropped (the answer changed)")
+            gb.remove_submission(ASSIGNMENT, student_id)
+        gb.update_or_create_student(student_id, lms_user_id=canvas_id or None)
+        submission = gb.add_submission(ASSIGNMENT, student_id)
+        for nb in submission.notebooks:
+            values = cells.get(nb.name)
+            for grade in nb.grades:
+                value = values.get(grade.name, 0.0) if values is not None else 0.0
+                grade.auto_score = None if value is None else float(value)
+                grade.needs_manual_grade = value is None
+                grade.manual_score, grade.extra_credit = kept.get(("grade", nb.name, grade.name), (None, None))
+                if grade.manual_score is not None:
+                    grade.needs_manual_grade = False
+            for comment in nb.comments:
+                comment.manual_comment = kept.get(("comment", nb.name, comment.name))
+        gb.db.commit()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for stem, text in staged.items():
+        (folder / f"{stem}.ipynb").write_text(text, encoding="utf-8")
+    return dropped
+
+
+def remove(out: Path, student_id: str) -> None:
+    """A student taken out of the class's course folder (their submission, grades and notebooks)."""
+    from nbgrader.api import MissingEntry
+
+    if (out / GRADEBOOK).exists():
+        with _gradebook(out) as gb:
+            try:
+                gb.remove_submission(ASSIGNMENT, student_id)
+                gb.remove_student(student_id)
+            except MissingEntry:
+                pass
+    shutil.rmtree(out / "autograded" / student_id, ignore_errors=True)
+
+
+def manual_state(out: Path) -> dict:
+    """Per student, the manual grades and comments in the gradebook (for tests and the export)."""
+    result: dict = {}
+    with _gradebook(out) as gb:
+        for student in gb.students:
+            for sub in student.submissions:
+                for nb in sub.notebooks:
+                    for grade in nb.grades:
+                        if grade.manual_score is not None:
+                            result.setdefault(student.id, {})[f"{nb.name}/{grade.name}"] = grade.manual_score
+                    for comment in nb.comments:
+                        if comment.manual_comment:
+                            result.setdefault(student.id, {})[f"{nb.name}/{comment.name}#comment"] = \
+                                comment.manual_comment
+    return json.loads(json.dumps(result))
+
+
+def regenerate_feedback(out: Path, students: list[str] | None = None) -> list[Path]:
+    """Every student's feedback pages rendered again from the course folder, with the manual grades
+    and the TA's comments, by nbgrader's `generate_feedback` through the same sanitizing exporter
+    as autograde's pages. It renders notebooks; it runs nothing of them."""
+    import subprocess
+    import sys
+
+    students = sorted(p.name for p in (out / "autograded").iterdir() if p.is_dir()) if students is None else students
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ.get('PATH', '')}"}
+    written = []
+    for sid in students:  # one run per student: nbgrader stops a whole run at one broken notebook
+        cmd = [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--student", sid, "--force",
+               "--HTMLExporter.sanitize_html=True",
+               "--GenerateFeedback.exporter_class=course_utils.grading.feedback.FeedbackExporter", "--log-level=ERROR"]
+        done = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+        made = out / "feedback" / sid / ASSIGNMENT
+        if done.returncode != 0 or not made.is_dir():
+            raise RuntimeError(f"nbgrader generate_feedback failed for {sid}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        for page in sorted(made.glob("*.html")):
+            written.append(Path(shutil.move(str(page), out / "feedback" / sid / page.name)))
+        shutil.rmtree(made)
+    return written
