@@ -98,7 +98,9 @@ def for_formgrader(nb) -> None:
                 if not isinstance(data, dict):
                     continue
                 if "text/markdown" in data:
-                    data["text/html"] = _html_line(markdown2html(str(data.pop("text/markdown"))))
+                    markdown = data.pop("text/markdown")
+                    if "text/html" not in data:  # (rendered below, like any HTML)
+                        data["text/html"] = markdown2html(str(markdown))
                 for mime in list(data):
                     if mime == "text/html":
                         data[mime] = _html_line(str(data[mime]) if not isinstance(data[mime], list)

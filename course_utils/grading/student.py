@@ -88,7 +88,7 @@ class StudentResult:
     canvas_id: str = ""  # from the LMS's file names
     late: bool = False
     # per test cell lost ("notebook/grade_id"), the mistake its hidden check named (`checks.Mistake`), or
-    # "other" (a check without a name for it), "visible tests failed", "not run"
+    # "other" (a check without a name for it), or that the visible tests failed
     mistakes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -367,7 +367,8 @@ def _mistake(verdict: dict) -> str:
     """What a lost test cell's verdict says went wrong, as a name the class report counts."""
     if verdict.get("failure"):
         return str(verdict.get("mistake") or "other")[:120]
-    return "visible tests failed" if verdict.get("runs") else "not run"
+    # the visible tests before the hidden check failed (or the cell did not run), or the cell failed after it
+    return "visible tests failed (the hidden check did not run)" if not verdict.get("runs") else "visible tests failed"
 
 
 def _not_graded_page(path: Path, stem: str, text: str) -> None:
