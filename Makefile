@@ -32,4 +32,4 @@ release: $(STAMP)  ## regenerate labs/lab4 from solutions/lab4 with nbgrader
 	$(BIN)/course-lab release
 
 clean:
-	rm -rf build
+	rm -rf build dist

@@ -31,6 +31,17 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
     out = generate_release(args.root)
     print(f"Release regenerated in {out}")
+    if args.no_wheel:
+        return 0
+    from .student_wheel import UnsafeWheel, build_wheel
+
+    try:
+        wheel = build_wheel(args.root)
+    except (RuntimeError, UnsafeWheel) as err:
+        print(f"course-lab release: {err}", file=sys.stderr)
+        return 1
+    print(f"Students' wheel (no hidden checks, no solutions): {wheel}\n"
+          f"Give students {out}/ and the wheel: pip install {wheel.name}")
     return 0
 
 
@@ -210,8 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     run.set_defaults(func=_cmd_run)
 
-    release = sub.add_parser("release", help="regenerate labs/lab4 from solutions/lab4 with nbgrader")
+    release = sub.add_parser("release", help="regenerate labs/lab4 from solutions/lab4 with nbgrader; build the "
+                                             "students' wheel")
     release.add_argument("--root", default=".", help="course root holding nbgrader_config.py (default: .)")
+    release.add_argument("--no-wheel", action="store_true",
+                         help="regenerate the notebooks only (by default the students' wheel is built into dist/ from a "
+                              "clean copy of the package, and checked: no hidden checks, no solutions)")
     release.set_defaults(func=_cmd_release)
 
     fetch = sub.add_parser(

@@ -175,3 +175,33 @@ def test_a_wheel_for_students_leaves_out_the_hidden_checks():
     packages = find_packages(where=str(ROOT), include=config["include"], exclude=config["exclude"])
     assert "course_utils" in packages and "course_utils.grading" in packages
     assert not any(p.startswith("course_utils.checks") for p in packages)
+
+
+def test_the_students_wheel_is_built_clean_and_checked(tmp_path):
+    """`course-lab release` builds the wheel from a clean copy: a stale build/lib with the hidden checks (as
+    `pip wheel .` once packed) cannot reach it, and a wheel that holds checks or solutions is refused."""
+    import zipfile
+
+    from course_utils.student_wheel import UnsafeWheel, build_wheel, check_wheel
+
+    stale = ROOT / "build" / "lib" / "course_utils" / "checks"
+    made = not stale.exists()
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "leftover_check.py").write_text("EXPECTED = 42\n")
+    try:
+        wheel = build_wheel(ROOT, tmp_path / "dist")
+    finally:
+        (stale / "leftover_check.py").unlink()
+        if made:
+            stale.rmdir()
+    names = check_wheel(wheel)
+    assert "course_utils/grading/autograde.py" in names and "course_utils/cli.py" in names
+    assert not [n for n in names if "checks" in n.split("/")[1:2] or n.endswith(".ipynb")]
+    bad = tmp_path / "bad.whl"
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item))
+        dst.writestr("course_utils/checks/getting_started.py", "def check_batch_accuracy(f): ...\n")
+        dst.writestr("course_utils/answers.json", '{"a": "### BEGIN SOLUTION"}')
+    with pytest.raises(UnsafeWheel, match="checks/getting_started.py, course_utils/answers.json"):
+        check_wheel(bad)
