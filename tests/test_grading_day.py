@@ -149,11 +149,22 @@ def test_canvas_and_moodle_files_from_their_rosters(day):
 @pytest.mark.grading
 def test_feedback_again_with_the_written_points_and_the_comment_sanitized(day):
     _, out, _ = day
-    course_folder.regenerate_feedback(out, ["doejohn"])
+    assert course_folder.regenerate_feedback(out, ["doejohn"])
+    assert not course_folder.regenerate_feedback(out, ["doejohn"])  # nothing changed since
     page = (out / "feedback" / "doejohn" / "01_natural_adversarial_examples.html").read_text()
     assert "Well argued, doejohn" in page and "<script>window.pwned" not in page
     assert re.search(r"Score: 2\.0 / 2\.0", page)
     assert "Content-Security-Policy" in page and str(out) not in page
+    course_folder.regenerate_feedback(out, ["larrycount"])  # a written answer nobody graded yet says so
+    waiting = (out / "feedback" / "larrycount" / "01_natural_adversarial_examples.html").read_text()
+    assert "Not graded yet" in waiting
+
+
+@pytest.mark.grading
+def test_autograde_feedback_says_a_written_answer_is_not_graded_yet(day):
+    _, out, first = day
+    page = (out / "feedback" / "roejane" / "01_natural_adversarial_examples.html").read_text()
+    assert "Not graded yet" in page
 
 
 @pytest.mark.grading

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import nbformat
 
+from . import scores
+
 ASSIGNMENT = "lab4"
 GRADEBOOK = "gradebook.db"
 CONFIG = """# The class's nbgrader course folder, written by course-lab autograde (course_utils/grading/course_folder.py).
@@ -229,25 +231,112 @@ def manual_state(out: Path) -> dict:
     return json.loads(json.dumps(result))
 
 
-def regenerate_feedback(out: Path, students: list[str] | None = None) -> list[Path]:
-    """Every student's feedback pages rendered again from the course folder, with the manual grades
-    and the TA's comments, by nbgrader's `generate_feedback` through the same sanitizing exporter
-    as autograde's pages. It renders notebooks; it runs nothing of them."""
-    import subprocess
-    import sys
+FEEDBACK_STATE = ".feedback-state.json"
 
-    students = sorted(p.name for p in (out / "autograded").iterdir() if p.is_dir()) if students is None else students
-    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ.get('PATH', '')}"}
+
+def _page_digests(out: Path, students: list[str] | None) -> dict[tuple[str, str], str]:
+    """(student, notebook) -> a digest of what its feedback page shows from the gradebook (scores,
+    manual grades, extra credit, comments), for the notebooks saved in `out/autograded`."""
+    import hashlib
+
+    digests = {}
+    with _gradebook(out) as gb:
+        for sub in gb.find_assignment(ASSIGNMENT).submissions:
+            sid = sub.student.id
+            if students is not None and sid not in students:
+                continue
+            for nb in sub.notebooks:
+                if not (out / "autograded" / sid / ASSIGNMENT / f"{nb.name}.ipynb").exists():
+                    continue
+                rows = sorted((g.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
+                              for g in nb.grades) + sorted((c.name, c.comment) for c in nb.comments)
+                digests[(sid, nb.name)] = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+    return digests
+
+
+def regenerate_feedback(out: Path, students: list[str] | None = None, *, force: bool = False,
+                        workers: int | None = None) -> list[Path]:
+    """The feedback pages of `out` rendered again from its gradebook, with the manual grades and the
+    TA's comments, through the same sanitizing exporter as autograde's pages (`feedback_page`).
+    Only pages whose grades or comments changed since they were last rendered (or all, `force`);
+    in a pool of `workers` processes. It renders notebooks; it runs nothing of them."""
+    import concurrent.futures
+    import os
+
+    out = Path(out).resolve()
+    state_path = out / FEEDBACK_STATE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    digests = _page_digests(out, students)
+    todo = sorted(key for key, digest in digests.items()
+                  if force or state.get(f"{key[0]}/{key[1]}") != digest
+                  or not (out / "feedback" / key[0] / f"{key[1]}.html").exists())
+    workers = workers or min(len(todo), os.cpu_count() or 1) or 1
     written = []
-    for sid in students:  # one run per student: nbgrader stops a whole run at one broken notebook
-        cmd = [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--student", sid, "--force",
-               "--HTMLExporter.sanitize_html=True",
-               "--GenerateFeedback.exporter_class=course_utils.grading.feedback.FeedbackExporter", "--log-level=ERROR"]
-        done = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=600)
-        made = out / "feedback" / sid / ASSIGNMENT
-        if done.returncode != 0 or not made.is_dir():
-            raise RuntimeError(f"nbgrader generate_feedback failed for {sid}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        for page in sorted(made.glob("*.html")):
-            written.append(Path(shutil.move(str(page), out / "feedback" / sid / page.name)))
-        shutil.rmtree(made)
+    if len(todo) > 8 and workers > 1:
+        chunks = [todo[i::workers] for i in range(workers)]
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            for paths in pool.map(_render_pages, [str(out)] * len(chunks), chunks):
+                written += paths
+    else:
+        written = _render_pages(str(out), todo)
+    for sid, stem in todo:
+        state[f"{sid}/{stem}"] = digests[(sid, stem)]
+    state_path.write_text(json.dumps(state, indent=0, sort_keys=True))
+    return written
+
+
+_EXPORTER: dict = {}
+
+
+def _exporter():
+    """nbgrader's feedback template in the feedback pages' exporter, as `generate_feedback` sets it up."""
+    if "exporter" not in _EXPORTER:
+        import os
+
+        import nbgrader
+        from traitlets.config import Config
+
+        from .feedback import FeedbackExporter
+
+        here = Path(os.path.dirname(nbgrader.__file__)) / "server_extensions" / "formgrader"
+        c = Config()
+        c.HTMLExporter.template_name = "feedback"
+        c.HTMLExporter.extra_template_basedirs = [str(here / "templates")]
+        c.HTMLExporter.extra_template_paths = [str(here / "static" / "node_modules" / "bootstrap" / "dist" / "css")]
+        c.HTMLExporter.sanitize_html = True
+        _EXPORTER["exporter"] = FeedbackExporter(config=c)
+    return _EXPORTER["exporter"]
+
+
+def feedback_page(out: Path, student_id: str, stem: str) -> str:
+    """One feedback page from the course folder: nbgrader's `GetGrades` (scores and comments from the
+    gradebook), a note on each written answer not graded yet, then the sanitizing exporter."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    nb = nbformat.read(out / "autograded" / student_id / ASSIGNMENT / f"{stem}.ipynb", as_version=4)
+    resources = {"nbgrader": {"notebook": stem, "assignment": ASSIGNMENT, "student": student_id,
+                              "db_url": f"sqlite:///{out / GRADEBOOK}"},
+                 "unique_key": stem, "output_files_dir": f"{stem}_files",
+                 "config_dir": str(out / ".no-custom-css")}  # (no custom.css of the TA's in the pages)
+    nb, resources = GetGrades().preprocess(nb, resources)
+    with _gradebook(out) as gb:  # (GetGrades shows an answer without a grade as 0 points)
+        waiting = {g.name for g in gb.find_submission_notebook(stem, ASSIGNMENT, student_id).grades
+                   if g.needs_manual_grade and g.manual_score is None}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") in waiting and not meta.get("comment"):
+            meta["comment"] = scores.NOT_GRADED_YET
+    nb, resources = CSSHTMLHeaderPreprocessor().preprocess(nb, resources)
+    page, _ = _exporter().from_notebook_node(nb, resources)
+    return page
+
+
+def _render_pages(out: str, pages: list[tuple[str, str]]) -> list[Path]:
+    written = []
+    for sid, stem in pages:
+        target = Path(out) / "feedback" / sid / f"{stem}.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(feedback_page(Path(out), sid, stem), encoding="utf-8")
+        written.append(target)
     return written

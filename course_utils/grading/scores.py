@@ -20,6 +20,8 @@ import nbformat
 
 ASSIGNMENT = "lab4"
 REDACTED = "<grader>"
+NOT_GRADED_YET = ("Not graded yet: written answers are graded by hand after the autograding, and this score will "
+                  "change when yours is.")
 
 
 def cell_points(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]],
@@ -54,7 +56,9 @@ def cell_points(course: Path, sid: str, stems: list[str], points: dict[str, dict
 def written_cells(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]]) \
         -> dict[str, dict[str, None | float]]:
     """notebook stem -> {written answer's grade cell -> None (waits for a manual grade), or 0.0 (left
-    as released: nbgrader scores an unchanged answer 0)}, for the graded notebooks."""
+    as released: nbgrader scores an unchanged answer 0)}, for the graded notebooks. Each answer that
+    waits gets the comment `NOT_GRADED_YET` in this gradebook, so that its feedback page says so
+    instead of showing a score of 0."""
     from nbgrader.api import Gradebook, MissingEntry
 
     result: dict[str, dict[str, None | float]] = {}
@@ -66,6 +70,10 @@ def written_cells(course: Path, sid: str, stems: list[str], points: dict[str, di
                 continue
             result[stem] = {grade.name: None if grade.needs_manual_grade else 0.0 for grade in notebook.grades
                             if grade.name not in points.get(stem, {})}
+            for comment in notebook.comments:
+                if result[stem].get(comment.name, 0.0) is None:
+                    comment.auto_comment = NOT_GRADED_YET
+        gb.db.commit()
     return result
 
 
