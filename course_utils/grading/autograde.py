@@ -215,6 +215,7 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
             results[job.student_id] = result
             bar.update(1)
         bar.close()
+        course_folder.mark_feedback_current(out, [job.student_id for job in jobs])
         shutil.copy(template / "points.json", out / "points.json")
         pairs = similarity.class_pairs(out, release)
     (out / class_report.SIMILARITY_FILE).write_text(json.dumps([dataclasses.asdict(p) for p in pairs], indent=1))

@@ -31,6 +31,7 @@ script, does not run either: formulas show as their LaTeX source.)
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -63,10 +64,16 @@ def _allowed(tag: str, name: str, value: str) -> bool:
     return tag in ("abbr",) and name == "title"
 
 
+@functools.lru_cache(maxsize=8192)
+def _clean(html: str) -> str:
+    return _CLEANER.clean(html)
+
+
 def sanitize(html: str) -> str:
     """`html` (from a notebook: a markdown cell rendered, an output) with only what `TAGS` and
-    `_allowed` let through; the rest shown as text."""
-    return _CLEANER.clean(str(html))
+    `_allowed` let through; the rest shown as text. Remembered: most of a class's pages show the
+    release's own markdown, cleaned once per process."""
+    return _clean(str(html))
 
 
 def csp(page: str) -> str:
@@ -117,13 +124,23 @@ def remember(notebooks: Iterable[Path], lexer: str = "ipython3") -> None:
                 highlight(cell.source, metadata=cell.metadata)
 
 
+_MARKDOWN: dict[tuple[int, str], str] = {}  # (exporter, markdown) -> sanitized HTML
+
+
 class SanitizedHTMLExporter(HTMLExporter):
     """HTMLExporter whose markdown (cells, outputs, comments) and HTML outputs go through
     `sanitize`, and whose every page carries the policy of `csp`."""
 
     @pass_context
     def markdown2html(self, context, source):
-        return sanitize(HTMLExporter.markdown2html(self, context, source))
+        if context.get("cell", {}).get("attachments"):  # (rendered with the cell's own attachments)
+            return sanitize(HTMLExporter.markdown2html(self, context, source))
+        key = (id(self), source)
+        if key not in _MARKDOWN:
+            if len(_MARKDOWN) > 8192:
+                _MARKDOWN.clear()
+            _MARKDOWN[key] = sanitize(HTMLExporter.markdown2html(self, context, source))
+        return _MARKDOWN[key]
 
     def default_filters(self):
         for name, function in super().default_filters():
@@ -136,7 +153,12 @@ class SanitizedHTMLExporter(HTMLExporter):
 
 class FeedbackExporter(SanitizedHTMLExporter):
     """SanitizedHTMLExporter whose pages for the classic-based feedback template skip the
-    BeautifulSoup pass."""
+    BeautifulSoup pass, and the schema validation nbconvert repeats after each of its dozen
+    default preprocessors, enabled or not (a third of a page's time; the notebook was validated
+    when nbgrader, or `course_folder.record`, read it)."""
+
+    def _validate_preprocessor(self, nbc, preprocessor):
+        return None
 
     def from_notebook_node(self, nb, resources=None, **kw):
         # HTMLExporter.from_notebook_node (nbconvert 7.17) up to its BeautifulSoup pass

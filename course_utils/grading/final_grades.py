@@ -35,32 +35,28 @@ class FinalGrade:
 
 def final_grades(out: Path, *, late_penalty: float = 0.0) -> tuple[list[FinalGrade], list[str], float]:
     """Every student of the course folder `out`: (grades, notebooks, the maximum)."""
-    from nbgrader.api import Gradebook
-
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    pages, lms_ids = course_folder.read_class(out)
+    notebooks, maximum = course_folder.lab_maxima(out)
+    by_student: dict[str, dict[str, course_folder.NotebookGrades]] = {}
+    for (sid, stem), page in pages.items():
+        by_student.setdefault(sid, {})[stem] = page
     rows = []
-    with Gradebook(f"sqlite:///{out / course_folder.GRADEBOOK}") as gb:
-        assignment = gb.find_assignment(ASSIGNMENT)
-        notebooks = sorted(nb.name for nb in assignment.notebooks)
-        written_cells = {nb.name: {c.name for c in nb.grade_cells} & {c.name for c in nb.solution_cells}
-                         for nb in assignment.notebooks}
-        maximum = float(sum(nb.max_score for nb in assignment.notebooks))
-        for sub in sorted(assignment.submissions, key=lambda s: s.student.id):
-            auto = {nb: 0.0 for nb in notebooks}
-            written = {nb: 0.0 for nb in notebooks}
-            ungraded = 0
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    target = written if grade.name in written_cells[nb.name] else auto
-                    target[nb.name] += float(grade.score or 0.0) + float(grade.extra_credit or 0.0)
-                    ungraded += grade.name in written_cells[nb.name] and grade.manual_score is None \
-                        and grade.needs_manual_grade
-            late = bool(state.get(sub.student.id, {}).get("late"))
-            points = sum(auto.values()) + sum(written.values())
-            penalty = round(points * late_penalty, 4) if late else 0.0
-            rows.append(FinalGrade(sub.student.id, sub.student.lms_user_id or "", late, auto, written, ungraded,
-                                   penalty, round(points - penalty, 4), maximum))
+    for sid in sorted(by_student):
+        auto = {nb: 0.0 for nb in notebooks}
+        written = {nb: 0.0 for nb in notebooks}
+        ungraded = 0
+        for stem, page in by_student[sid].items():
+            for grade in page.grades.values():
+                target = written if grade.cell_type == "markdown" else auto
+                target[stem] = target.get(stem, 0.0) + grade.score
+                ungraded += grade.cell_type == "markdown" and grade.waiting
+        late = bool(state.get(sid, {}).get("late"))
+        points = sum(auto.values()) + sum(written.values())
+        penalty = round(points * late_penalty, 4) if late else 0.0
+        rows.append(FinalGrade(sid, lms_ids.get(sid, ""), late, auto, written, ungraded, penalty,
+                               round(points - penalty, 4), maximum))
     return rows, notebooks, maximum
 
 

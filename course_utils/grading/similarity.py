@@ -6,8 +6,11 @@ are replaced by placeholders, so renaming variables changes nothing), with the r
 code as boilerplate (what every student was given is never evidence). A pair is listed when
 the share of either student's fingerprints found in the other's reaches `THRESHOLD`.
 
-Only pairs that share a fingerprint are compared (an index from fingerprint to students):
-a class of 1,000 is compared in seconds, not in the half a million comparisons of all pairs.
+A fingerprint that more than `COMMON_SHARE` of the class has (and at least `COMMON_MIN`
+students) is taken as the exercise's natural answer, as the release's code is, and is no
+evidence either (MOSS's `-m`: code in more than m submissions is ignored). Only pairs that
+share a fingerprint are compared (an index from fingerprint to students): a class of 1,000 is
+compared in seconds, not in the half a million comparisons of all pairs.
 What the threshold means, and where it fails: docs/grading.md ("Similar submissions").
 """
 from __future__ import annotations
@@ -18,10 +21,12 @@ import io
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 THRESHOLD = 0.6  # share of one student's answer fingerprints found in the other's
 K, WINDOW = 30, 5  # copydetect's noise threshold and guarantee window (characters of the placeholder stream)
 MIN_FINGERPRINTS = 8  # answers shorter than this (a blank lab, one line) are never compared
+COMMON_SHARE, COMMON_MIN = 0.05, 10  # a fingerprint this many students have is the exercise's, not a copy
 
 
 @dataclasses.dataclass
@@ -57,11 +62,18 @@ def _fingerprint(code: str, boilerplate=None):
 
 def similar_pairs(answers: dict[str, str], release_code: str, threshold: float = THRESHOLD) -> list[Pair]:
     """Pairs of students whose answers (`answers`: student id -> answer code) are alike, most alike first."""
-    import numpy as np
     from copydetect import compare_files
 
-    boilerplate = np.array(sorted(_fingerprint(release_code).hashes))
+    boilerplate = _boilerplate(release_code)
     prints = {sid: _fingerprint(code, boilerplate) for sid, code in sorted(answers.items())}
+    holders: dict[int, int] = {}
+    for fp in prints.values():
+        for h in fp.hashes:
+            holders[h] = holders.get(h, 0) + 1
+    common = {h for h, n in holders.items() if n > max(COMMON_MIN, COMMON_SHARE * len(prints))}
+    if common:  # fingerprinted again without them: the shares count only what is not everybody's
+        boilerplate = np.union1d(boilerplate, np.array(sorted(common)))
+        prints = {sid: _fingerprint(answers[sid], boilerplate) for sid in prints}
     prints = {sid: fp for sid, fp in prints.items() if len(fp.hashes) >= MIN_FINGERPRINTS}
     index: dict[int, list[str]] = {}
     for sid, fp in prints.items():
@@ -69,8 +81,6 @@ def similar_pairs(answers: dict[str, str], release_code: str, threshold: float =
             index.setdefault(h, []).append(sid)
     shared: dict[tuple[str, str], int] = {}
     for students in index.values():
-        if len(students) > 50:  # a fingerprint half the class has is the exercise's, not a copy
-            continue
         for i, a in enumerate(students):
             for b in students[i + 1:]:
                 shared[(a, b)] = shared.get((a, b), 0) + 1
@@ -85,14 +95,17 @@ def similar_pairs(answers: dict[str, str], release_code: str, threshold: float =
     return sorted(pairs, key=lambda p: (-p.score, p.a, p.b))
 
 
+def _boilerplate(release_code: str):
+    return np.array(sorted(_fingerprint(release_code).hashes))
+
+
 def side_by_side(pair: Pair, code_a: str, code_b: str, release_code: str) -> str:
     """A page with both answers, the matching parts marked (escaped text; no script)."""
-    import numpy as np
     from copydetect import compare_files
 
     from .feedback import with_csp
 
-    boilerplate = np.array(sorted(_fingerprint(release_code).hashes))
+    boilerplate = _boilerplate(release_code)
     fa, fb = _fingerprint(code_a, boilerplate), _fingerprint(code_b, boilerplate)
     _, _, (slices_a, slices_b) = compare_files(fa, fb)
 
