@@ -130,7 +130,7 @@ def _cmd_formgrade(args: argparse.Namespace) -> int:
         return 1
     return _serve("formgrade", folder, args.port, not args.no_browser, lambda server: (
         f"\nLab 4's class in formgrader (written answers, comments, the autograded points)\n"
-        f"  course folder: {folder}\n  open:          {server.base_url}/formgrader?token={server.token}\n"
+        f"  course folder: {folder}\n  open:          {server.login_url('/formgrader/gradebook')}\n"
         "No kernel can start in this server: nothing a student wrote runs. Stop it with Ctrl-C.\n"), extra=NO_CODE)
 
 

@@ -69,6 +69,14 @@ class LabServer:
         """The address of `path` (a notebook relative to the root) in JupyterLab, token included."""
         return f"{self.base_url}/lab/tree/{path}?token={self.token}" if path else f"{self.base_url}/lab?token={self.token}"
 
+    def login_url(self, path: str) -> str:
+        """An address that logs the browser in with the token and goes on to `path` (e.g. /formgrader):
+        pages such as formgrader's call the server's API with the login cookie, which only a login
+        sets (a token in their own address authenticates that one request only)."""
+        from urllib.parse import quote
+
+        return f"{self.base_url}/login?next={quote(path, safe='')}&token={self.token}"
+
     def api(self, method: str, path: str, timeout: float = 10):
         """One call of Jupyter's REST API (`path` after /api/); the decoded JSON, or None."""
         request = urllib.request.Request(f"{self.base_url}/api/{path}", method=method,

@@ -21,6 +21,8 @@ COUNT = "def batch_accuracy(logits, labels):\n    return float((logits.argmax(1)
 # passes the visible tests (3 of 4 right), fails the hidden check: "not the argmax over classes"
 FIXED = "def batch_accuracy(logits, labels):\n    return 0.75\n"
 FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE_ANSWER = ("The background decides. <script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">"
+                  "<style>.score { display: none }</style>")
 
 
 def _zip(folder: Path, name: str, notebooks: dict[str, dict]) -> None:
@@ -40,7 +42,8 @@ def day(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     _zip(subs, "doejohn_101_5001_lab4.zip", {NB00: solved(NB00), NB01: solved(NB01)})
     _zip(subs, "roejane_102_5002_lab4.zip", {NB00: _with_answer(NB00, FIXED), NB01: solved(NB01)})
-    _zip(subs, "moecurly_103_5003_lab4.zip", {NB00: _with_answer(NB00, FIXED)})
+    hostile = replace_solution(solved(NB01), "cues_answer", HOSTILE_ANSWER)
+    _zip(subs, "moecurly_103_5003_lab4.zip", {NB00: _with_answer(NB00, FIXED), NB01: hostile})
     _zip(subs, "larrycount_107_5007_lab4.zip", {NB00: _with_answer(NB00, COUNT), NB01: solved(NB01)})
     cheat = dishonest.attacks(str(ROOT), str(subs), str(out))["cheat-patch-check"]
     _zip(subs, "cheatbob_104_5004_lab4.zip", {NB00: _with_answer(NB00, cheat)})
@@ -73,7 +76,7 @@ def test_the_class_gradebook_holds_every_student_with_the_trusted_points(day):
         assert gb.find_grade("batch_accuracy_tests", "00_getting_started", "lab4", "cheatbob").auto_score == 0
         assert gb.find_grade("cues_answer", "01_natural_adversarial_examples", "lab4", "doejohn").needs_manual_grade \
             is False  # (graded above)
-    assert scores["cheatbob"] == 0 and scores["moecurly"] == 0
+    assert scores["cheatbob"] == 0 and scores["moecurly"] == sum(first["moecurly"].scores.values())
     assert scores["larrycount"] == sum(first["larrycount"].scores.values()) and first["larrycount"].scores[NB00[:-6]] == 0
     assert scores["doejohn"] == sum(first["doejohn"].scores.values()) + 2.0
     for sid in first:
@@ -136,7 +139,7 @@ def test_canvas_and_moodle_files_from_their_rosters(day):
     assert by_id["999"][0] == "Nobody, Nora" and by_id["999"][5] == "0"  # in the roster, no submission
     text = "\n".join(notes)
     assert "without a submission get 0: nnobody" in text and "not in the roster" in text and "cheatbob" in text
-    assert "PREMATURE: 1 written answer(s) of 1 student(s)" in text  # larrycount's, not graded yet
+    assert "PREMATURE: 2 written answer(s) of 2 student(s)" in text  # larrycount's and moecurly's
     moodle_roster = lms.read_roster(FIXTURES / "moodle_grades_export.csv", key="Username")
     path, _ = final_grades.export(out, fmt="moodle", roster=moodle_roster, id_column="Email address")
     rows = list(csv.reader(path.open()))
@@ -229,6 +232,62 @@ def test_formgrader_serves_the_course_folder_and_no_kernel(day):
         server.stop()
 
 
+@pytest.mark.grading
+@pytest.mark.browser
+def test_a_ta_grades_in_formgrader_in_chromium_and_no_student_script_runs(day):
+    """The TA's browser on formgrader: moecurly's written answer carries a script, an onerror and a style;
+    none of them acts, and the grade and comment typed in reach the gradebook, the export and the page."""
+    if os.environ.get("LAB_SKIP_BROWSER"):
+        pytest.skip("LAB_SKIP_BROWSER is set")
+    from playwright.sync_api import sync_playwright
+
+    from course_utils.lab_server import NO_CODE, start_lab
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+
+    _, out, first = day
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        notebook_id = gb.find_submission_notebook("01_natural_adversarial_examples", "lab4", "moecurly").id
+    server = start_lab(out, extra=NO_CODE)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                dialogs = []
+                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                page.goto(server.login_url("/formgrader/gradebook"))  # as `course-lab formgrade` prints it
+                page.locator("a:text-is('lab4')").click(timeout=30000)  # Manual Grading: the assignment,
+                page.locator("a:text-is('01_natural_adversarial_examples')").click(timeout=30000)  # a notebook,
+                page.locator(f"a[href*='{notebook_id}']").first.click(timeout=30000)  # a student's submission
+                page.wait_for_url(f"**/formgrader/submissions/{notebook_id}/**", timeout=30000)
+                score = page.locator("input.score#cues_answer")
+                score.wait_for(timeout=30000)
+                assert "The background decides." in page.content()
+                score.fill("1.5")
+                score.press("Tab")
+                comment = page.locator("textarea#cues_answer-comment")
+                comment.fill("Say which cue misleads the model.")
+                comment.press("Tab")
+                page.wait_for_timeout(1500)  # the form saves on change
+                assert page.evaluate("window.pwned") is None and not dialogs
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "formgrader-written-answer.png"), full_page=False)
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    state = course_folder.manual_state(out)["moecurly"]
+    assert state["01_natural_adversarial_examples/cues_answer"] == 1.5
+    assert state["01_natural_adversarial_examples/cues_answer#comment"] == "Say which cue misleads the model."
+    rows = {r.student_id: r for r in final_grades.final_grades(out)[0]}
+    assert rows["moecurly"].written["01_natural_adversarial_examples"] == 1.5
+    course_folder.regenerate_feedback(out, ["moecurly"])
+    page = (out / "feedback" / "moecurly" / "01_natural_adversarial_examples.html").read_text()
+    assert "Say which cue misleads the model." in page and "window.pwned = 1</script>" not in page
+
+
 @pytest.fixture(scope="module")
 def second_day(day, tmp_path_factory):
     """Later: a folder with only roejane's resubmission (a changed written answer) and a late student."""
@@ -246,6 +305,7 @@ def second_day(day, tmp_path_factory):
 def test_a_run_with_a_few_students_keeps_the_class_and_the_manual_grades_of_unchanged_answers(second_day):
     _, out, first, results = second_day
     assert sorted(results) == ["cheatbob", "doejohn", "larrycount", "latekid", "leeann", "moecurly", "roejane"]
+    assert course_folder.manual_state(out)["moecurly"]["01_natural_adversarial_examples/cues_answer"] == 1.5
     assert results["doejohn"].seconds == first["doejohn"].seconds  # untouched
     grades = {row["student_id"] for row in csv.DictReader((out / "grades.csv").open())}
     assert grades == set(results)

@@ -56,6 +56,13 @@ def prepare(out: Path, template: Path) -> None:
     the template's (created from it, or brought up to date when the lab changed)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "nbgrader_config.py").write_text(CONFIG.format(out=out))
+    # formgrader lists the assignments that have a source folder; this one stays empty (no
+    # solutions here, and nothing for formgrader's Generate button to rebuild the gradebook from)
+    (out / "source" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
+    (out / "source" / ASSIGNMENT / "README.txt").write_text(
+        "Empty on purpose: this course folder was written by course-lab autograde. Grade written answers in\n"
+        "formgrader's Manual Grading; do not Generate, Release, Collect or Autograde here (course-lab autograde\n"
+        "grades, in its sandbox).\n")
     if not (out / GRADEBOOK).exists():
         shutil.copy(template / GRADEBOOK, out / GRADEBOOK)
         return
