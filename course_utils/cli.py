@@ -248,11 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
         "autograde", help="autograde a folder of submissions with nbgrader: grades.csv, feedback, report",
         description="Autograde every submission with nbgrader on the grade profile, each student in a course "
                     "folder and gradebook of their own, N at a time. SUBMISSIONS holds either nbgrader's layout "
-                    "(<student_id>/lab4/*.ipynb) or zip files as an LMS exports them; a zip's student id is its "
-                    "file name up to the first '_', '-' or '.' (jdoe_lab4.zip -> jdoe) unless --id-pattern says "
-                    "otherwise. Writes OUT/grades.csv, OUT/feedback/<student_id>/*.html and OUT/report.txt; "
-                    "run again, only changed submissions are graded again. Every student's kernel runs in a "
-                    "bubblewrap sandbox, and points come from hidden checks run outside it.")
+                    "(<student_id>/lab4/*.ipynb) or the zips and loose notebooks an LMS exports; Canvas's names give "
+                    "the student, their Canvas id and LATE, other names the id up to the first '_' or '.' "
+                    "(jdoe_lab4.zip -> jdoe) unless --id-pattern says otherwise. Writes OUT/grades.csv, "
+                    "OUT/feedback/<student_id>/*.html, OUT/report.txt, OUT/index.html and makes OUT the class's "
+                    "nbgrader course folder (course-lab formgrade OUT). Run again: changed submissions are graded "
+                    "again and everyone else is kept. Every student's kernel runs in a bubblewrap sandbox, and "
+                    "points come from hidden checks run outside it.")
     grade.add_argument("submissions", metavar="SUBMISSIONS", help="folder of student folders or zip files")
     grade.add_argument("--out", required=True, metavar="OUT", help="output folder")
     grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
