@@ -194,8 +194,10 @@ def test_a_cluster_grades_as_the_local_pool_does(submissions, local_pool, local_
         assert client.run(cluster.worker_zygote_pid) == zygotes
     assert (out / "grades.csv").read_text() == (local_pool / "grades.csv").read_text()
     assert {r.student_id: sum(r.scores.values()) for r in results} == {s: p for s, (_, p) in STUDENTS.items()}
-    for student in STUDENTS:  # the feedback came back as data and was written here
+    for student in STUDENTS:  # the feedback and the autograded notebooks came back as data and were written here
         assert (out / "feedback" / student / NB00).with_suffix(".html").is_file(), student
+        assert (out / "autograded" / student / "lab4" / NB00).is_file(), student
+    assert (out / "final_grades.csv").exists() is False and (out / "gradebook.db").is_file()
     assert not any("grading failed" in p for r in results for p in r.problems)
     # a run again grades only what changed: nothing (the results come from the state file, timings and all)
     again = autograde(submissions, out, course_root=ROOT, scheduler=local_cluster.scheduler_address, timeout=30,
