@@ -45,3 +45,16 @@ def test_forbid_calls_catches_aliases_and_wrappers():
             wrapper(torch.eye(2), torch.tensor([0, 1]))
     with forbid_calls(accuracy, reason="no"):
         solution(torch.eye(2), torch.tensor([0, 1]))
+
+
+def test_the_checker_records_the_name_of_the_mistake_a_check_caught():
+    """A `checks.Mistake` reaches the verdict as data (the class report counts the names), and a plain
+    failed assertion has no name."""
+    from course_utils.grading.checker import CheckServer
+
+    counted = lambda logits, labels: float((logits.argmax(1) == labels).sum())  # noqa: E731
+    passed, message, mistake = CheckServer._run_check("getting_started.check_batch_accuracy", counted)
+    assert not passed and mistake == "a count, not a fraction" and "count of correct rows" in message
+    returns_int = lambda logits, labels: int((logits.argmax(1) == labels).sum())  # noqa: E731
+    assert CheckServer._run_check("getting_started.check_batch_accuracy", returns_int)[2] == "not a Python float"
+    assert CheckServer._run_check("getting_started.check_batch_accuracy", solution) == (True, "", None)

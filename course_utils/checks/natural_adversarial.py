@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import call_student
+from . import Mistake, call_student
 
 
 
@@ -182,7 +182,8 @@ def check_rms_calibration_error(rms_calibration_error: Callable) -> None:
             continue
         diagnosis = [why for why, value in _typical_mistakes(confidence, correct, bin_size).items()
                      if abs(result - value) <= 1e-5 + 1e-4 * abs(value) and abs(value - expected) > 1e-4]
-        raise AssertionError(
+        raise Mistake(
+            diagnosis[0] if diagnosis else "other",
             f"{what}: expected RMS calibration error {expected:.5f}, got {result:.5f}. "
             + (f"It looks like {diagnosis[0]}." if diagnosis else
                "Sort by confidence, cut into bins of bin_size (the last bin takes the remainder), and "

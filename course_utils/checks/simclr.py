@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import call_student
+from . import Mistake, call_student
 
 REASON = "write nt_xent_loss yourself with tensor operations, not with the library's nt_xent"
 
@@ -70,14 +70,16 @@ def check_nt_xent_loss(nt_xent_loss: Callable) -> None:
         if _close(got, want):
             continue
         other = reference_nt_xent(z1.numpy(), z2.numpy(), 0.5 if t != 0.5 else 0.1)
-        hint = ""
+        mistake, hint = "other", ""
         if _close(got, other):
-            hint = " It looks like the temperature argument is not used: divide the cosine similarities by it."
+            mistake, hint = "the temperature not used", (
+                " It looks like the temperature argument is not used: divide the cosine similarities by it.")
         elif _close(got, 2 * want):
-            hint = " It is twice the expected value: average over the 2N anchors instead of summing two means."
+            mistake, hint = "two means summed", (
+                " It is twice the expected value: average over the 2N anchors instead of summing two means.")
         elif _close(got, want * 2 * n):
-            hint = " It looks like a sum over the anchors: return the mean over the 2N anchors."
-        raise AssertionError(
+            mistake, hint = "a sum over the anchors", " It looks like a sum over the anchors: return the mean over the 2N anchors."
+        raise Mistake(mistake,
             f"for random z1, z2 of shape {(n, d)} and temperature {t} expected NT-Xent {want:.4f}, got {got:.4f}."
             f"{hint} The positive of anchor i is i + N (and of i + N it is i) in torch.cat([z1, z2]); all other "
             f"2N - 2 embeddings are negatives")

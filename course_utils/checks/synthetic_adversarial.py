@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import call_student
+from . import Mistake, call_student
 
 NUM_CLASSES = 5
 
@@ -186,18 +186,22 @@ def check_fgsm_attack(fgsm_attack: Callable) -> None:
         if _close(result, expected):
             continue
         if _close(result, reference_pgd(model, x_before, y, eps, eps, 1, sign=-1.0)):
-            hint = ("It moved each pixel AGAINST the gradient, which lowers the loss: FGSM adds "
-                    "+eps * sign(grad) to increase the loss of the true class")
+            mistake, hint = "steps against the gradient", (
+                "It moved each pixel AGAINST the gradient, which lowers the loss: FGSM adds "
+                "+eps * sign(grad) to increase the loss of the true class")
         elif _close(result, reference_pgd(model, x_before, y, eps, eps, 1, use_sign=False)):
-            hint = "It adds eps * grad; FGSM adds eps * grad.sign(), the steepest step in the L-inf ball"
+            mistake, hint = "the gradient, not its sign", (
+                "It adds eps * grad; FGSM adds eps * grad.sign(), the steepest step in the L-inf ball")
         elif _close(result, reference_pgd(model, x_before, y, eps, eps, 1, train_mode=True)):
-            hint = ("It took the gradient in train mode (BatchNorm used the batch's statistics); keep the model "
-                    "in the mode it was given (eval)")
+            mistake, hint = "the gradient in train mode", (
+                "It took the gradient in train mode (BatchNorm used the batch's statistics); keep the model "
+                "in the mode it was given (eval)")
         elif _close(result, x_before):
-            hint = "It returned the images unchanged"
+            mistake, hint = "the images unchanged", "It returned the images unchanged"
         else:
-            hint = "Expected clamp(x + eps * sign(d loss / dx), 0, 1) with the cross-entropy loss of the labels y"
-        raise AssertionError(_differ_message("fgsm_attack", expected, result, what) + ". " + hint)
+            mistake, hint = "other", (
+                "Expected clamp(x + eps * sign(d loss / dx), 0, 1) with the cross-entropy loss of the labels y")
+        raise Mistake(mistake, _differ_message("fgsm_attack", expected, result, what) + ". " + hint)
     model, x, y, x_before = _setup(seed=1)
     result = _call(fgsm_attack, model, x, y, 0.0, what="eps=0")
     assert torch.allclose(result.detach().float(), x_before), "with eps=0 fgsm_attack should return the images unchanged"
@@ -205,24 +209,26 @@ def check_fgsm_attack(fgsm_attack: Callable) -> None:
 
 # --------------------------------------------------------------------------- PGD
 
-def _pgd_hint(model, x, y, eps, alpha, steps, result, *, targeted: bool) -> str:
+def _pgd_hint(model, x, y, eps, alpha, steps, result, *, targeted: bool) -> tuple[str, str]:
+    """(the mistake's name, what to tell the student) for a PGD answer that differs."""
     right, wrong = (-1.0, 1.0) if targeted else (1.0, -1.0)
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=wrong)):
-        return ("It ascends the target class's loss: a targeted attack DESCENDS the loss of the target, "
-                "x_adv = x_adv - alpha * sign(grad)") if targeted else (
-            "It moved against the gradient, which lowers the loss: each PGD step adds +alpha * sign(grad)")
+        return ("ascends the target's loss", "It ascends the target class's loss: a targeted attack DESCENDS the loss "
+                "of the target, x_adv = x_adv - alpha * sign(grad)") if targeted else (
+            "steps against the gradient", "It moved against the gradient, which lowers the loss: each PGD step adds "
+            "+alpha * sign(grad)")
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, project="end")):
-        return "It projects only once, after the last step; project onto the eps-ball after EVERY step"
+        return "projects only at the end", "It projects only once, after the last step; project onto the eps-ball after EVERY step"
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, train_mode=True)):
-        return "It took the gradients in train mode; keep the model in the mode it was given (eval)"
+        return "the gradient in train mode", "It took the gradients in train mode; keep the model in the mode it was given (eval)"
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, use_sign=False)):
-        return "It steps along alpha * grad; PGD (L-inf) steps along alpha * grad.sign()"
+        return "the gradient, not its sign", "It steps along alpha * grad; PGD (L-inf) steps along alpha * grad.sign()"
     if _close(result, reference_pgd(model, x, y, eps, eps, 1, sign=right)):
-        return "It takes a single step of size eps (that is FGSM); PGD takes `steps` steps of size alpha"
+        return "one step of eps (FGSM)", "It takes a single step of size eps (that is FGSM); PGD takes `steps` steps of size alpha"
     if _close(result, reference_pgd(model, x, y, eps, alpha, 1, sign=right)):
-        return "It takes only one step of size alpha; take `steps` steps"
-    return ("Expected `steps` steps of x_adv = clamp(Proj_eps(x_adv + alpha * sign(grad)), 0, 1), starting at x "
-            + ("and descending the target class's cross-entropy" if targeted else "when random_start=False"))
+        return "one step", "It takes only one step of size alpha; take `steps` steps"
+    return "other", ("Expected `steps` steps of x_adv = clamp(Proj_eps(x_adv + alpha * sign(grad)), 0, 1), starting at x "
+                     + ("and descending the target class's cross-entropy" if targeted else "when random_start=False"))
 
 
 def _check_deterministic_pgd(attack: Callable, name: str, *, targeted: bool, seed: int, eps: float, alpha: float,
@@ -234,8 +240,8 @@ def _check_deterministic_pgd(attack: Callable, name: str, *, targeted: bool, see
                              x_before, eps, what)
     expected = reference_pgd(model, x_before, labels, eps, alpha, steps, sign=-1.0 if targeted else 1.0)
     if not _close(result, expected):
-        hint = _pgd_hint(model, x_before, labels, eps, alpha, steps, result, targeted=targeted)
-        raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
+        mistake, hint = _pgd_hint(model, x_before, labels, eps, alpha, steps, result, targeted=targeted)
+        raise Mistake(mistake, _differ_message(name, expected, result, what) + ". " + hint)
 
 
 def _start_statistics(result: torch.Tensor, x: torch.Tensor, eps: float) -> tuple[float, float, int]:
@@ -320,11 +326,12 @@ def _check_every_step(attack: Callable, name: str, *, seed: int, alpha: float, s
     if _close(result, expected):
         return
     if _close(result, x_before) or _close(result, one):
-        hint = ("It stopped early, once every image was classified as its target; take each of the `steps` steps "
-                "(the exercise's attack does not look at the predictions)")
+        mistake, hint = "stops early", (
+            "It stopped early, once every image was classified as its target; take each of the `steps` steps "
+            "(the exercise's attack does not look at the predictions)")
     else:
-        hint = f"Expected {steps} steps descending the target class's cross-entropy"
-    raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
+        mistake, hint = "other", f"Expected {steps} steps descending the target class's cross-entropy"
+    raise Mistake(mistake, _differ_message(name, expected, result, what) + ". " + hint)
 
 
 # --------------------------------------------------------------------------- masked attack
@@ -363,26 +370,27 @@ def reference_masked(model, x, target, mask, alpha, steps, *, sign=-1.0, mask_at
     return x_adv
 
 
-def _masked_hint(model, x, target, mask, alpha, steps, result) -> str:
+def _masked_hint(model, x, target, mask, alpha, steps, result) -> tuple[str, str]:
+    """(the mistake's name, what to tell the student) for a masked attack that differs."""
     args = (model, x, target, mask, alpha, steps)
     mistakes = [
-        (dict(sign=1.0), "It ascends the target class's loss: like targeted PGD, the masked attack DESCENDS the "
+        (dict(sign=1.0), "ascends the target's loss", "It ascends the target class's loss: like targeted PGD, the masked attack DESCENDS the "
                          "loss of the target, x_adv - alpha * mask * sign(grad)"),
-        (dict(mask_at="end"), "It takes unmasked steps and applies the mask only at the end; multiply every step by "
+        (dict(mask_at="end"), "the mask only at the end", "It takes unmasked steps and applies the mask only at the end; multiply every step by "
                               "the mask, so that the gradient is always taken at an image that differs from x only "
                               "inside the mask"),
-        (dict(mask_at="inverted"), "It changes the pixels where the mask is 0; the attack may change only the pixels "
+        (dict(mask_at="inverted"), "the mask inverted", "It changes the pixels where the mask is 0; the attack may change only the pixels "
                                    "where the mask is 1"),
-        (dict(clamp_at="end"), "It clamps to [0, 1] only once, at the end; clamp after every step"),
-        (dict(train_mode=True), "It took the gradients in train mode; keep the model in the mode it was given (eval)"),
-        (dict(use_sign=False), "It steps along alpha * mask * grad; step along alpha * mask * grad.sign()"),
+        (dict(clamp_at="end"), "clamps only at the end", "It clamps to [0, 1] only once, at the end; clamp after every step"),
+        (dict(train_mode=True), "the gradient in train mode", "It took the gradients in train mode; keep the model in the mode it was given (eval)"),
+        (dict(use_sign=False), "the gradient, not its sign", "It steps along alpha * mask * grad; step along alpha * mask * grad.sign()"),
     ]
-    for kwargs, hint in mistakes:
+    for kwargs, mistake, hint in mistakes:
         if _close(result, reference_masked(*args, **kwargs)):
-            return hint
+            return mistake, hint
     if _close(result, reference_masked(model, x, target, mask, alpha, 1)):
-        return "It takes only one step of size alpha; take `steps` steps"
-    return ("Expected `steps` steps of x_adv = clamp(x_adv - alpha * mask * sign(grad), 0, 1) from x, with grad the "
+        return "one step", "It takes only one step of size alpha; take `steps` steps"
+    return "other", ("Expected `steps` steps of x_adv = clamp(x_adv - alpha * mask * sign(grad), 0, 1) from x, with grad the "
             "gradient of the cross-entropy of the target labels; no eps-ball")
 
 
@@ -422,6 +430,6 @@ def check_masked_attack(masked_attack: Callable) -> None:
                 f"{name} moved no pixel by more than {largest:.4f} ({what}): inside the mask the change is not "
                 f"bounded by an eps-ball; {steps} steps of {alpha} may move a pixel by up to {steps * alpha:.2f}")
             if not _close(result, expected):
-                hint = _masked_hint(model, x_before, target, mask, alpha, steps, result)
-                raise AssertionError(_differ_message(name, expected, result, what) + ". " + hint)
+                mistake, hint = _masked_hint(model, x_before, target, mask, alpha, steps, result)
+                raise Mistake(mistake, _differ_message(name, expected, result, what) + ". " + hint)
     _check_every_step(masked_attack, name, seed=7, alpha=0.05, steps=4, mask=check_masks(12)["(1, 1, 8, 8)"])
