@@ -181,6 +181,9 @@ def test_the_class_at_a_glance(day):
     assert row and row.group(1) == "2", page[:3000]  # roejane and moecurly
     assert "visible tests failed (the hidden check did not run)</td><td class='n'>2<" in page  # larrycount, cheatbob
     assert "feedback/doejohn/00_getting_started.html" in page
+    # the same answers (the solution's notebook 01) are listed as similar, with a page side by side
+    pair = re.search(r"<td>doejohn and larrycount</td><td>\d+%</td><td><a href='(similarity/pair-\d+\.html)'>", page)
+    assert pair and "<mark>" in (out / pair.group(1)).read_text()
 
 
 @pytest.mark.grading
@@ -367,3 +370,14 @@ def test_roster_files_in_the_lms_formats():
     assert lms.canvas_name("doe-smith_LATE_12_34_lab4 (1).zip") == lms.LmsName("doe-smith", "12", True, 34,
                                                                              "lab4 (1).zip")
     assert lms.canvas_name("jdoe_lab4.zip") is None
+
+
+@pytest.mark.grading
+def test_remove_takes_a_student_out_and_only_with_the_flag(second_day):
+    later, out, _, _ = second_day
+    results = {r.student_id: r for r in autograde(later, out, course_root=ROOT, workers=1, timeout=60,
+                                                   progress=False, remove=["latekid"])}
+    assert "latekid" not in results and "doejohn" in results
+    assert not (out / "feedback" / "latekid").exists() and not (out / "autograded" / "latekid").exists()
+    assert "latekid" not in {r.student_id for r in final_grades.final_grades(out)[0]}
+    assert course_folder.manual_state(out)["doejohn"]["01_natural_adversarial_examples/cues_answer"] == 2.0

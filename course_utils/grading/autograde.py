@@ -169,6 +169,10 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
         jobs = []
         for sub in subs:
             digest = f"{lab_digest}:{sub.digest}"
+            if sub.student_id in (remove or []):
+                class_problems.append(f"{sub.student_id}: removed (--remove); their submission under {submissions} "
+                                      "was not graded")
+                continue
             if only is not None and sub.student_id not in only:
                 if sub.student_id not in results:
                     class_problems.append(f"{sub.student_id}: not graded (not named by --only)")
