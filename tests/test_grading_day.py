@@ -291,6 +291,36 @@ def test_a_ta_grades_in_formgrader_in_chromium_and_no_student_script_runs(day):
     assert "Say which cue misleads the model." in page and "window.pwned = 1</script>" not in page
 
 
+@pytest.mark.grading
+def test_the_commands_of_the_day(day, capsys):
+    """`course-lab export`, `feedback` and `formgrade` as a TA types them."""
+    import subprocess
+    import sys
+
+    from course_utils.cli import main
+
+    _, out, _ = day
+    assert main(["export", str(out), "--format", "canvas", "--roster", str(FIXTURES / "canvas_gradebook_export.csv"),
+                 "--assignment", "Lab 4 (4711)"]) == 0
+    printed = capsys.readouterr().out
+    assert "! PREMATURE" in printed and "without a submission get 0: nnobody" in printed
+    assert (out / "canvas_grades.csv").is_file() and f"{out}/index.html" in printed
+    assert main(["feedback", str(out)]) == 0
+    assert "feedback page(s) written again" in capsys.readouterr().out
+    assert main(["export", str(out.parent)]) == 1  # not a graded class: says so
+    server = subprocess.Popen([sys.executable, "-m", "course_utils.cli", "formgrade", str(out), "--no-browser"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = next(line.split("open:", 1)[1].strip() for line in server.stdout if "open:" in line)
+        assert "/login?next=%2Fformgrader%2Fgradebook&token=" in address
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())  # (keeps the login cookie)
+        with browser.open(address, timeout=30) as r:  # logs in, and lands on Manual Grading
+            assert r.status == 200 and "Manual Grading" in r.read().decode()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 @pytest.fixture(scope="module")
 def second_day(day, tmp_path_factory):
     """Later: a folder with only roejane's resubmission (a changed written answer) and a late student."""
