@@ -119,14 +119,10 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _cmd_formgrade(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .lab_server import NO_CODE
 
-    folder = Path(args.out).resolve()
-    if not (folder / "gradebook.db").is_file() or not (folder / "nbgrader_config.py").is_file():
-        print(f"course-lab formgrade: {folder} is not a graded class (run course-lab autograde ... --out {args.out})",
-              file=sys.stderr)
+    folder = _graded_class("formgrade", args.out)
+    if folder is None:
         return 1
     return _serve("formgrade", folder, args.port, not args.no_browser, lambda server: (
         f"\nLab 4's class in formgrader (written answers, comments, the autograded points)\n"
@@ -164,14 +160,23 @@ def _serve(command: str, folder, port: int, browser: bool, banner, extra: list[s
         return server.process.wait()
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
+def _graded_class(command: str, folder: str):
+    """`folder` as a Path if `course-lab autograde` wrote a class there, else None (and says so)."""
     from pathlib import Path
 
+    out = Path(folder).resolve()
+    if not (out / "gradebook.db").is_file() or not (out / "nbgrader_config.py").is_file():
+        print(f"course-lab {command}: {out} is not a graded class (run course-lab autograde SUBMISSIONS --out "
+              f"{folder} first)", file=sys.stderr)
+        return None
+    return out
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
     from .grading import final_grades, lms
 
-    out = Path(args.out)
-    if not (out / "gradebook.db").is_file():
-        print(f"course-lab export: {out} is not a graded class (no gradebook.db)", file=sys.stderr)
+    out = _graded_class("export", args.out)
+    if out is None:
         return 1
     try:
         roster = lms.read_roster(args.roster, args.roster_key) if args.roster else None
@@ -191,13 +196,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .grading.course_folder import regenerate_feedback
 
-    out = Path(args.out)
-    if not (out / "autograded").is_dir():
-        print(f"course-lab feedback: {out} is not a graded class (no autograded/)", file=sys.stderr)
+    out = _graded_class("feedback", args.out)
+    if out is None:
         return 1
     try:
         pages = regenerate_feedback(out, args.student or None)
