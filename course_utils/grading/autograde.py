@@ -214,8 +214,12 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
             sub = submitted[job.student_id]
             result.canvas_id, result.late = sub.canvas_id, sub.late
             if not any("grading failed" in p for p in result.problems):
-                dropped += [f"{job.student_id}: {line}" for line in
-                            course_folder.record(out, job.student_id, result.cells, notebooks, canvas_id=sub.canvas_id)]
+                try:  # (a notebook nbformat cannot read costs this student their formgrader entry, nobody else)
+                    dropped += [f"{job.student_id}: {line}" for line in course_folder.record(
+                        out, job.student_id, result.cells, notebooks, canvas_id=sub.canvas_id)]
+                except Exception as err:
+                    result.problems.append(f"not recorded in the class's gradebook (formgrader, export): "
+                                           f"{type(err).__name__}: {printable(str(err), 200)}")
             results[job.student_id] = result
             bar.update(1)
         bar.close()
