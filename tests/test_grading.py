@@ -705,7 +705,7 @@ def test_after_a_student_filled_their_ipc_folder_the_next_run_grades_everyone(zi
     """Row 4's aftermath: the next run (which sweeps what earlier graders left) grades honest students."""
     _, results, _ = zip_run
     assert results["honest"].scores["00_getting_started"] == 2.0, results["honest"].problems
-    assert results["name_2Kescname_32"].scores["00_getting_started"] == 2.0
+    assert results["name_2Kescname_32_-_32"].scores["00_getting_started"] == 2.0
     assert not any("grading failed" in p for r in results.values() for p in r.problems)
 
 
