@@ -202,7 +202,7 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     if out is None:
         return 1
     try:
-        pages = regenerate_feedback(out, args.student or None)
+        pages = regenerate_feedback(out, args.student or None, force=args.all)
     except RuntimeError as err:
         print(f"course-lab feedback: {err}", file=sys.stderr)
         return 1
@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "manual grading (nothing runs: the notebooks are rendered, sanitized).")
     feedback.add_argument("out", metavar="OUT", help="the output folder of course-lab autograde")
     feedback.add_argument("--student", nargs="+", metavar="ID", help="only these students")
+    feedback.add_argument("--all", action="store_true",
+                          help="every page, not only those whose grades or comments changed since they were rendered")
     feedback.set_defaults(func=_cmd_feedback)
 
     certs = sub.add_parser("cluster-certs", help="make the TLS certificates of a grading cluster (docs/grading.md)",
