@@ -116,7 +116,7 @@ def export(out: Path, *, fmt: str = "csv", path: Path | None = None, roster: lms
 def _note(r: FinalGrade) -> str:
     text = f"autograded {sum(r.autograded.values()):g}, written {sum(r.written.values()):g}"
     if r.late:
-        text += f", late (-{r.penalty:g})"
+        text += f", late (-{r.penalty:g})" if r.penalty else ", late"
     if r.ungraded:
         text += f", {r.ungraded} written answer(s) not graded yet"
     return text
