@@ -49,17 +49,18 @@ def _histogram(totals: list[float], maximum: float) -> str:
 
     figure, ax = plt.subplots(figsize=(6, 2.8))
     ax.hist(totals, bins=min(20, max(5, int(maximum) or 5)), range=(0, maximum or 1), color="#4c72b0")
+    ax.yaxis.get_major_locator().set_params(integer=True)  # (students come whole)
     ax.set_xlabel(f"points (of {maximum:g})")
     ax.set_ylabel("students")
     ax.set_title("Score distribution")
     return _png(figure)
 
 
-def _full_marks_chart(shares: dict[str, float]) -> str:
+def _full_marks_chart(shares: dict[str, float | None]) -> str:
     import matplotlib.pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(6, 0.28 * len(shares) + 0.8))
-    names = list(shares)
+    names = [n for n, share in shares.items() if share is not None]  # (cells of notebooks nobody handed in: none)
+    figure, ax = plt.subplots(figsize=(6, 0.28 * len(names) + 0.8))
     ax.barh(names, [100 * shares[n] for n in names], color="#55a868")
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
@@ -86,7 +87,7 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
         submitted = [r for r in results if nb in r["scores"]]
         for grade_id in cells:
             key = f"{nb}/{grade_id}"
-            shares[key] = (sum(key not in r["lost"] for r in submitted) / len(submitted)) if submitted else 0.0
+            shares[key] = (sum(key not in r["lost"] for r in submitted) / len(submitted)) if submitted else None
     for r in results:
         for key, name in r.get("mistakes", {}).items():
             mistakes[(key, name)] += 1
@@ -100,13 +101,13 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
     parts.append(f"<p>{len(results)} students; autograded points: mean {mean:.1f}, median {median:g} of "
                  f"{total_max:g}." + (f" Written answers still ungraded: <b>{ungraded}</b>." if written else "")
                  + "</p>")
-    if results:
+    if results and any(v is not None for v in shares.values()):
         parts.append(f"<img alt='histogram of the students' autograded points' src='{_histogram(list(totals.values()), total_max)}'>")
         parts.append("<h2>Full marks per test cell</h2>")
         parts.append(f"<img alt='share of full marks per test cell' src='{_full_marks_chart(shares)}'>")
     parts.append("<table><tr><th>test cell</th><th>points</th><th>full marks</th></tr>" + "".join(
-        f"<tr><td>{_e(k)}</td><td>{maxima[k.split('/')[0]][k.split('/', 1)[1]]:g}</td><td>{v:.0%}</td></tr>"
-        for k, v in shares.items()) + "</table>")
+        f"<tr><td>{_e(k)}</td><td>{maxima[k.split('/')[0]][k.split('/', 1)[1]]:g}</td>"
+        f"<td>{'no submission' if v is None else format(v, '.0%')}</td></tr>" for k, v in shares.items()) + "</table>")
     parts.append("<h2>Mistakes the hidden checks named</h2>")
     if mistakes:
         parts.append("<table><tr><th>test cell</th><th>mistake</th><th>students</th></tr>" + "".join(
