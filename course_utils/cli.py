@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='the grade column\'s title (Canvas: "Lab 4 (123)" updates that assignment; default: Lab 4)')
     export.add_argument("--late-penalty", type=float, default=0.0, metavar="FRACTION",
                         help="taken off the total of a submission the LMS marked late (0.1: 10%%; default 0)")
-    export.add_argument("--output", metavar="FILE", help="where to write (default: OUT/final_grades.csv, canvas_grades.csv or moodle_grades.csv)")
+    export.add_argument("--output", metavar="FILE",
+                        help="where to write (default: OUT/final_grades.csv, canvas_grades.csv or moodle_grades.csv)")
     export.set_defaults(func=_cmd_export)
 
     feedback = sub.add_parser("feedback", help="feedback pages again, with the written points and the TA's comments",

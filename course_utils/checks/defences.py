@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import call_student
+from . import Mistake, call_student
 from ..grading.recording import RecordingNet, RecordingSGD
 from .synthetic_adversarial import NUM_CLASSES, _forbidden, check_batch
 
@@ -142,22 +142,28 @@ def _check_one(step: Callable, *, eps: float, alpha: float, seed: int, model_mod
     expected = _fgsm_from(net, x_before, y, start, eps, alpha)
     if not _close(x_used, expected):
         if _close(x_used, _fgsm_from(net, x_before, y, start, eps, eps)):
-            hint = f"It steps by eps; the step size is alpha (= {alpha} here; Wong et al. use alpha = 1.25 * eps)"
+            mistake, hint = "steps by eps, not alpha", (
+                f"It steps by eps; the step size is alpha (= {alpha} here; Wong et al. use alpha = 1.25 * eps)")
         elif _close(x_used, _fgsm_from(net, x_before, y, start, eps, alpha, sign=-1.0)):
-            hint = "It steps against the gradient, which lowers the loss: add +alpha * sign(grad)"
+            mistake, hint = "steps against the gradient", (
+                "It steps against the gradient, which lowers the loss: add +alpha * sign(grad)")
         elif _close(x_used, start.clamp(0, 1)):
-            hint = "It trains on the random start itself; take the FGSM step from it"
+            mistake, hint = "trains on the random start", (
+                "It trains on the random start itself; take the FGSM step from it")
         elif _close(x_used, _fgsm_from(net, x_before, y, start, eps, alpha, at=x_before)):
-            hint = "It takes the gradient at the clean x; take it at the random start x + delta"
+            mistake, hint = "the gradient at the clean x", (
+                "It takes the gradient at the clean x; take it at the random start x + delta")
         elif _close_outside(x_used, expected, (start <= 0) | (start >= 1)):
-            hint = ("It differs only where the start x + delta sits at 0 or 1: it steps from the uniform draw. Step "
+            mistake, hint = "steps from the unclamped start", (
+                "It differs only where the start x + delta sits at 0 or 1: it steps from the uniform draw. Step "
                     "from the clamped start of step 1, delta = (x + delta).clamp(0, 1) - x")
         else:
-            hint = ("Expected x_adv = clamp(x + clamp(delta + alpha * sign(grad), -eps, eps), 0, 1), with delta = "
+            mistake, hint = "other", (
+                "Expected x_adv = clamp(x + clamp(delta + alpha * sign(grad), -eps, eps), 0, 1), with delta = "
                     "clamp(x + uniform draw, 0, 1) - x the clamped random start and grad the gradient of the loss at "
                     "x + delta")
         wrong = int(((x_used - expected).abs() > 1e-5).sum())
-        raise AssertionError(f"the images {name} trained on differ from the FGSM-with-random-start images ({what}): "
+        raise Mistake(mistake, f"the images {name} trained on differ from the FGSM-with-random-start images ({what}): "
                              f"{wrong} of {expected.numel()} pixel values differ. {hint}")
 
     # the gradients handed to the optimizer
@@ -165,19 +171,24 @@ def _check_one(step: Callable, *, eps: float, alpha: float, seed: int, model_mod
     if not _grads_close(grads, want):
         attack = _param_gradients(net, start, y)
         if any(g is None for g in grads):
-            hint = "Some parameters had no gradient at the optimizer step: call loss.backward() on the training loss"
+            mistake, hint = "no backward pass", ("Some parameters had no gradient at the optimizer step: call "
+                                                 "loss.backward() on the training loss")
         elif _grads_close(grads, [w + l for w, l in zip(want, leftover)]) or _grads_close(
                 grads, [w + a + l for w, a, l in zip(want, attack, leftover)]):
-            hint = ("The gradients left over from before the step were added in: call optimizer.zero_grad() before "
+            mistake, hint = "no zero_grad before backward", (
+                "The gradients left over from before the step were added in: call optimizer.zero_grad() before "
                     "the training loss's backward()")
         elif _grads_close(grads, [w + a for w, a in zip(want, attack)]):
-            hint = ("The attack's backward pass left its gradient in the parameters: zero the gradients after the "
+            mistake, hint = "the attack's gradient left in", (
+                "The attack's backward pass left its gradient in the parameters: zero the gradients after the "
                     "attack (optimizer.zero_grad()) or take the attack's gradient with torch.autograd.grad")
         elif _grads_close(grads, [w * len(y) for w in want]):
-            hint = "The loss is summed over the batch; use the mean cross-entropy, F.cross_entropy(logits, y)"
+            mistake, hint = "a summed loss", (
+                "The loss is summed over the batch; use the mean cross-entropy, F.cross_entropy(logits, y)")
         else:
-            hint = "Expected the gradient of F.cross_entropy(model(x_adv), y) alone, with the gradients zeroed first"
-        raise AssertionError(f"the gradients at optimizer.step() are not those of the training loss on the "
+            mistake, hint = "other", (
+                "Expected the gradient of F.cross_entropy(model(x_adv), y) alone, with the gradients zeroed first")
+        raise Mistake(mistake, f"the gradients at optimizer.step() are not those of the training loss on the "
                              f"adversarial images ({what}). {hint}")
 
     # the step itself: the parameters moved by exactly one SGD step with those gradients (a step that

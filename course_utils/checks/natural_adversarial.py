@@ -217,20 +217,25 @@ def _filter_case(n: int, n_classes: int, wrong: int, seed: int) -> tuple[torch.T
     return logits, labels, misses
 
 
-def _explain_filter(got: torch.Tensor, expected: torch.Tensor, n: int, batch_size: int | None, what: str) -> str:
+def _explain_filter(got: torch.Tensor, expected: torch.Tensor, n: int, batch_size: int | None, what: str) -> Mistake:
     correct = torch.tensor(sorted(set(range(n)) - set(expected.tolist())), dtype=torch.long)
     if torch.equal(got, correct):
-        hint = "These are the images the model gets RIGHT. Keep those whose prediction differs from the label (!=)."
+        mistake, hint = "keeps the images the model gets right", (
+            "These are the images the model gets RIGHT. Keep those whose prediction differs from the label (!=).")
     elif batch_size and len(got) and sorted(set(got.tolist())) == sorted({i % batch_size for i in expected.tolist()}):
-        hint = ("These look like positions within a batch. Add the batch's start (its offset in `images`) to "
+        mistake, hint = "batch-local indices", (
+            "These look like positions within a batch. Add the batch's start (its offset in `images`) to "
                 "each index.")
     elif len(got) < len(expected) and set(got.tolist()) < set(expected.tolist()):
-        hint = ("Some of the images the model gets wrong are missing, e.g. those of the last, shorter batch: "
+        mistake, hint = "misses images (the last batch?)", (
+            "Some of the images the model gets wrong are missing, e.g. those of the last, shorter batch: "
                 "range(0, len(images), batch_size) covers every image.")
     else:
-        hint = "Keep the index of every image whose argmax prediction (over dim=1, the classes) differs from its label."
-    return (f"{what}: expected the indices {expected[:8].tolist()}{'...' if len(expected) > 8 else ''} "
-            f"({len(expected)} images), got {got[:8].tolist()}{'...' if len(got) > 8 else ''} ({len(got)}). {hint}")
+        mistake, hint = "other", (
+            "Keep the index of every image whose argmax prediction (over dim=1, the classes) differs from its label.")
+    shown = (f"{expected[:8].tolist()}{'...' if len(expected) > 8 else ''} ({len(expected)} images), got "
+             f"{got[:8].tolist()}{'...' if len(got) > 8 else ''} ({len(got)})")
+    return Mistake(mistake, f"{what}: expected the indices {shown}. {hint}")
 
 
 def _check_filter_result(result, expected: torch.Tensor, n: int, batch_size: int | None, what: str) -> None:
@@ -249,9 +254,9 @@ def _check_filter_result(result, expected: torch.Tensor, n: int, batch_size: int
     if torch.equal(got, expected):
         return
     if sorted(set(got.tolist())) == expected.tolist():
-        raise AssertionError(f"{what}: the right images, but not in ascending order or with repeats; return each "
-                             "index once, ascending (as nonzero() gives them).")
-    raise AssertionError(_explain_filter(got, expected, n, batch_size, what))
+        raise Mistake("unsorted or repeated indices", f"{what}: the right images, but not in ascending order or "
+                      "with repeats; return each index once, ascending (as nonzero() gives them).")
+    raise _explain_filter(got, expected, n, batch_size, what)
 
 
 def _check_calls(calls: list, n: int, batch_size: int, what: str) -> None:

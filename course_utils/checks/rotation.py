@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from . import call_student
+from . import Mistake, call_student
 
 DEGREES = ("0", "90", "180", "270")
 
@@ -55,11 +55,13 @@ def _check_alignment(x: torch.Tensor, x_rot: torch.Tensor, labels: torch.Tensor)
     ks = torch.tensor([k for _, k in found])
     if not torch.equal(labels.cpu(), ks):
         if torch.equal(labels.cpu(), (4 - ks) % 4) and (ks % 2 == 1).any():
-            raise AssertionError(
+            raise Mistake(
+                "labels 1 and 3 swapped",
                 "labels 1 and 3 are swapped: label k means a rotation by k * 90 degrees counter-clockwise, "
                 "torch.rot90(image, k, dims=(-2, -1)); your images are rotated the other way")
         i = int((labels.cpu() != ks).nonzero()[0])
-        raise AssertionError(
+        raise Mistake(
+            "labels not aligned with the images",
             f"labels are not aligned with the rotated images: x_rot[{i}] is image {found[i][0]} rotated by "
             f"{DEGREES[found[i][1]]} degrees, so labels[{i}] should be {found[i][1]}, got {int(labels[i])}. "
             f"Build the labels in the same order as the images")

@@ -78,7 +78,8 @@ def check_nt_xent_loss(nt_xent_loss: Callable) -> None:
             mistake, hint = "two means summed", (
                 " It is twice the expected value: average over the 2N anchors instead of summing two means.")
         elif _close(got, want * 2 * n):
-            mistake, hint = "a sum over the anchors", " It looks like a sum over the anchors: return the mean over the 2N anchors."
+            mistake, hint = "a sum over the anchors", (
+                " It looks like a sum over the anchors: return the mean over the 2N anchors.")
         raise Mistake(mistake,
             f"for random z1, z2 of shape {(n, d)} and temperature {t} expected NT-Xent {want:.4f}, got {got:.4f}."
             f"{hint} The positive of anchor i is i + N (and of i + N it is i) in torch.cat([z1, z2]); all other "

@@ -218,16 +218,20 @@ def _pgd_hint(model, x, y, eps, alpha, steps, result, *, targeted: bool) -> tupl
             "steps against the gradient", "It moved against the gradient, which lowers the loss: each PGD step adds "
             "+alpha * sign(grad)")
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, project="end")):
-        return "projects only at the end", "It projects only once, after the last step; project onto the eps-ball after EVERY step"
+        return "projects only at the end", (
+            "It projects only once, after the last step; project onto the eps-ball after EVERY step")
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, train_mode=True)):
-        return "the gradient in train mode", "It took the gradients in train mode; keep the model in the mode it was given (eval)"
+        return "the gradient in train mode", (
+            "It took the gradients in train mode; keep the model in the mode it was given (eval)")
     if _close(result, reference_pgd(model, x, y, eps, alpha, steps, sign=right, use_sign=False)):
         return "the gradient, not its sign", "It steps along alpha * grad; PGD (L-inf) steps along alpha * grad.sign()"
     if _close(result, reference_pgd(model, x, y, eps, eps, 1, sign=right)):
-        return "one step of eps (FGSM)", "It takes a single step of size eps (that is FGSM); PGD takes `steps` steps of size alpha"
+        return "one step of eps (FGSM)", (
+            "It takes a single step of size eps (that is FGSM); PGD takes `steps` steps of size alpha")
     if _close(result, reference_pgd(model, x, y, eps, alpha, 1, sign=right)):
         return "one step", "It takes only one step of size alpha; take `steps` steps"
-    return "other", ("Expected `steps` steps of x_adv = clamp(Proj_eps(x_adv + alpha * sign(grad)), 0, 1), starting at x "
+    return "other", (
+        "Expected `steps` steps of x_adv = clamp(Proj_eps(x_adv + alpha * sign(grad)), 0, 1), starting at x "
                      + ("and descending the target class's cross-entropy" if targeted else "when random_start=False"))
 
 
@@ -374,23 +378,30 @@ def _masked_hint(model, x, target, mask, alpha, steps, result) -> tuple[str, str
     """(the mistake's name, what to tell the student) for a masked attack that differs."""
     args = (model, x, target, mask, alpha, steps)
     mistakes = [
-        (dict(sign=1.0), "ascends the target's loss", "It ascends the target class's loss: like targeted PGD, the masked attack DESCENDS the "
+        (dict(sign=1.0), "ascends the target's loss",
+         "It ascends the target class's loss: like targeted PGD, the masked attack DESCENDS the "
                          "loss of the target, x_adv - alpha * mask * sign(grad)"),
-        (dict(mask_at="end"), "the mask only at the end", "It takes unmasked steps and applies the mask only at the end; multiply every step by "
+        (dict(mask_at="end"), "the mask only at the end",
+         "It takes unmasked steps and applies the mask only at the end; multiply every step by "
                               "the mask, so that the gradient is always taken at an image that differs from x only "
                               "inside the mask"),
-        (dict(mask_at="inverted"), "the mask inverted", "It changes the pixels where the mask is 0; the attack may change only the pixels "
+        (dict(mask_at="inverted"), "the mask inverted",
+         "It changes the pixels where the mask is 0; the attack may change only the pixels "
                                    "where the mask is 1"),
-        (dict(clamp_at="end"), "clamps only at the end", "It clamps to [0, 1] only once, at the end; clamp after every step"),
-        (dict(train_mode=True), "the gradient in train mode", "It took the gradients in train mode; keep the model in the mode it was given (eval)"),
-        (dict(use_sign=False), "the gradient, not its sign", "It steps along alpha * mask * grad; step along alpha * mask * grad.sign()"),
+        (dict(clamp_at="end"), "clamps only at the end",
+         "It clamps to [0, 1] only once, at the end; clamp after every step"),
+        (dict(train_mode=True), "the gradient in train mode",
+         "It took the gradients in train mode; keep the model in the mode it was given (eval)"),
+        (dict(use_sign=False), "the gradient, not its sign",
+         "It steps along alpha * mask * grad; step along alpha * mask * grad.sign()"),
     ]
     for kwargs, mistake, hint in mistakes:
         if _close(result, reference_masked(*args, **kwargs)):
             return mistake, hint
     if _close(result, reference_masked(model, x, target, mask, alpha, 1)):
         return "one step", "It takes only one step of size alpha; take `steps` steps"
-    return "other", ("Expected `steps` steps of x_adv = clamp(x_adv - alpha * mask * sign(grad), 0, 1) from x, with grad the "
+    return "other", (
+        "Expected `steps` steps of x_adv = clamp(x_adv - alpha * mask * sign(grad), 0, 1) from x, with grad the "
             "gradient of the cross-entropy of the target labels; no eps-ball")
 
 

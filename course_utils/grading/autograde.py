@@ -207,7 +207,8 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
                         (target / Path(name).name).write_bytes(data)
             else:
                 result = outcome
-                notebooks = {p.stem: p.read_bytes() for p in sorted((tmp / "notebooks" / job.student_id).glob("*.ipynb"))}
+                notebooks = {p.stem: p.read_bytes()
+                             for p in sorted((tmp / "notebooks" / job.student_id).glob("*.ipynb"))}
             if result.student_id != job.student_id:
                 result = StudentResult(job.student_id, {}, {}, job.problems + ["grading failed: a result for another "
                                        "student came back"], 0.0, job.digest)

@@ -102,7 +102,8 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
                  f"{total_max:g}." + (f" Written answers still ungraded: <b>{ungraded}</b>." if written else "")
                  + "</p>")
     if results and any(v is not None for v in shares.values()):
-        parts.append(f"<img alt='histogram of the students' autograded points' src='{_histogram(list(totals.values()), total_max)}'>")
+        histogram = _histogram(list(totals.values()), total_max)
+        parts.append(f"<img alt='histogram of the students&#x27; autograded points' src='{histogram}'>")
         parts.append("<h2>Full marks per test cell</h2>")
         parts.append(f"<img alt='share of full marks per test cell' src='{_full_marks_chart(shares)}'>")
     parts.append("<table><tr><th>test cell</th><th>points</th><th>full marks</th></tr>" + "".join(
@@ -131,10 +132,10 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
                  "<th>feedback</th></tr>")
     for r in sorted(results, key=lambda r: r["student_id"]):
         sid = r["student_id"]
-        pages = sorted(p.name for p in (out / "feedback" / sid).glob("*.html")) if (out / "feedback" / sid).is_dir() else []
+        pages = sorted(p.name for p in (out / "feedback" / sid).glob("*.html"))
         links = " ".join(f"<a href='feedback/{_e(sid)}/{_e(name)}'>{_e(name[:2])}</a>" for name in pages)
-        extra = (f"<td class='n'>{written.get(sid, (0.0, 0))[0]:g}</td><td class='n'>{written.get(sid, (0.0, 0))[1]}</td>"
-                 if written else "")
+        points, waiting = written.get(sid, (0.0, 0))
+        extra = f"<td class='n'>{points:g}</td><td class='n'>{waiting}</td>" if written else ""
         parts.append(f"<tr><td>{_e(sid)}</td><td class='n'>{totals[sid]:g}</td>{extra}"
                      f"<td>{'late' if r.get('late') else ''}</td><td class='n'>{len(r['problems'])}</td>"
                      f"<td>{links}</td></tr>")

@@ -33,11 +33,13 @@ from . import scores
 
 ASSIGNMENT = "lab4"
 GRADEBOOK = "gradebook.db"
-CONFIG = """# The class's nbgrader course folder, written by course-lab autograde (course_utils/grading/course_folder.py).
+CONFIG = """# The class's nbgrader course folder, written by course-lab autograde
+# (course_utils/grading/course_folder.py).
 # Open it with: course-lab formgrade {out}
 c = get_config()
 c.CourseDirectory.course_id = "lab4"
-c.CourseDirectory.db_url = "sqlite:///" + __import__("os").path.join(__import__("os").path.dirname(__file__), "gradebook.db")
+import os
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "gradebook.db")
 c.HTMLExporter.sanitize_html = True
 c.GenerateFeedback.exporter_class = "course_utils.grading.feedback.FeedbackExporter"
 """
@@ -267,9 +269,9 @@ def read_class(out: Path) -> tuple[dict[tuple[str, str], NotebookGrades], dict[s
     import sqlite3
 
     pages: dict[tuple[str, str], NotebookGrades] = {}
-    where = ("JOIN submitted_notebook sn ON x.notebook_id = sn.id JOIN submitted_assignment sa ON sn.assignment_id = sa.id "
-             "JOIN assignment a ON sa.assignment_id = a.id JOIN notebook n ON sn.notebook_id = n.id "
-             "JOIN base_cell bc ON x.cell_id = bc.id")
+    where = ("JOIN submitted_notebook sn ON x.notebook_id = sn.id "
+             "JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id "
+             "JOIN notebook n ON sn.notebook_id = n.id JOIN base_cell bc ON x.cell_id = bc.id")
     with contextlib.closing(sqlite3.connect(f"file:{out / GRADEBOOK}?mode=ro", uri=True)) as db:
         for sid, stem, name, max_score, cell_type, auto, manual, extra, needs, late in db.execute(
                 "SELECT sa.student_id, n.name, bc.name, gc.max_score, gc.cell_type, x.auto_score, x.manual_score, "
@@ -291,7 +293,8 @@ def lab_maxima(out: Path) -> tuple[list[str], float]:
 
     with contextlib.closing(sqlite3.connect(f"file:{out / GRADEBOOK}?mode=ro", uri=True)) as db:
         notebooks = sorted(name for (name,) in db.execute(
-            "SELECT n.name FROM notebook n JOIN assignment a ON n.assignment_id = a.id WHERE a.name = ?", (ASSIGNMENT,)))
+            "SELECT n.name FROM notebook n JOIN assignment a ON n.assignment_id = a.id WHERE a.name = ?",
+            (ASSIGNMENT,)))
         (maximum,) = db.execute(
             "SELECT coalesce(sum(gc.max_score), 0) FROM grade_cells gc JOIN base_cell bc ON gc.id = bc.id "
             "JOIN notebook n ON bc.notebook_id = n.id JOIN assignment a ON n.assignment_id = a.id WHERE a.name = ?",
@@ -331,7 +334,8 @@ def _page_digests(out: Path, students: list[str] | None,
         if (students is not None and sid not in students) or \
                 not (out / "autograded" / sid / ASSIGNMENT / f"{stem}.ipynb").exists():
             continue
-        rows = repr((sorted(page.grades.items()), sorted(page.comments.items(), key=lambda kv: kv[0]), page.late_penalty))
+        rows = repr((sorted(page.grades.items()), sorted(page.comments.items(), key=lambda kv: kv[0]),
+                     page.late_penalty))
         digests[(sid, stem)] = hashlib.sha256(rows.encode()).hexdigest()[:16]
     return digests
 

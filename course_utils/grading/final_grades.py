@@ -69,7 +69,8 @@ def write_csv(path: Path, rows: list[FinalGrade], notebooks: list[str]) -> None:
                          "max_score", "written_ungraded"])
         for r in rows:
             writer.writerow([spreadsheet_cell(r.student_id), spreadsheet_cell(r.canvas_id), "yes" if r.late else "",
-                             *(f"{r.autograded[nb]:g}" for nb in notebooks), *(f"{r.written[nb]:g}" for nb in notebooks),
+                             *(f"{r.autograded[nb]:g}" for nb in notebooks),
+                             *(f"{r.written[nb]:g}" for nb in notebooks),
                              f"{sum(r.autograded.values()):g}", f"{sum(r.written.values()):g}", f"{r.penalty:g}",
                              f"{r.total:g}", f"{r.maximum:g}", r.ungraded])
 
@@ -86,7 +87,8 @@ def export(out: Path, *, fmt: str = "csv", path: Path | None = None, roster: lms
         notes.append(f"PREMATURE: {sum(r.ungraded for r in ungraded)} written answer(s) of {len(ungraded)} student(s) "
                      "have no manual grade yet (course-lab formgrade OUT)")
     if roster is not None:
-        matched = {id(roster.find(r.student_id, r.canvas_id)): r for r in rows if roster.find(r.student_id, r.canvas_id)}
+        found = [roster.find(r.student_id, r.canvas_id) for r in rows]
+        matched = {id(row) for row in found if row is not None}
         missing = [row for row in roster.rows if id(row) not in matched]
         strangers = [r.student_id for r in rows if roster.find(r.student_id, r.canvas_id) is None]
         if missing:
