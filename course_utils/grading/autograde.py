@@ -38,7 +38,6 @@ from .safe_text import printable, spreadsheet_cell
 from .student import ASSIGNMENT, GradingJob, StudentResult, grade_student, run_nbgrader, worker_setup
 from .submissions import Submission, read_submissions
 
-STATE_FILE = ".autograde-state.json"
 NO_LIMITS_WARNING = ("WARNING: NO LIMITS PER STUDENT (--no-limits): one student's processes could take the memory and "
                      "CPU of the machine, and delay or fail their classmates' grading")
 
@@ -123,8 +122,8 @@ def autograde(submissions: str | Path, out: str | Path, *, course_root: str | Pa
     course_root, out = Path(course_root).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
-    state_path = out / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state_path = out / course_folder.STATE_FILE
+    state = course_folder.saved_results(out)
     lab_digest = _template_digest(course_root, timeout, memory_limit_gb, sandboxed)
     class_problems: list[str] = []
     warnings = [] if sandboxed else [
@@ -291,7 +290,7 @@ def write_report(results: list[StudentResult], maxima: dict[str, float], path: P
     if class_problems:
         lines += ["Submissions not graded or renamed:", *(f"    ! {printable(p)}" for p in class_problems), ""]
     if pairs:
-        lines += [f"Similar submissions (a hint to read both, never a score change; side by side in OUT/):",
+        lines += ["Similar submissions (a hint to read both, never a score change; side by side in OUT/):",
                   *(f"    ~ {printable(p.a, 100)} and {printable(p.b, 100)}: {p.share_a:.0%} / {p.share_b:.0%} shared "
                     f"({p.page})" for p in pairs), ""]
     for r in results:

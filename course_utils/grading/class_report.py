@@ -19,7 +19,6 @@ from pathlib import Path
 
 from .feedback import with_csp
 
-STATE_FILE = ".autograde-state.json"
 SIMILARITY_FILE = "similarity.json"
 PROBLEM_KINDS = [  # (what the page calls it, words of the report's problem lines)
     ("ran past a cell's time limit", "ran past the time limit"),
@@ -93,7 +92,7 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
             mistakes[(key, name)] += 1
         for label, words in PROBLEM_KINDS:
             problems[label] += any(words in p for p in r["problems"])
-    parts = [f"<h1>Lab 4: the class at a glance</h1>"]
+    parts = ["<h1>Lab 4: the class at a glance</h1>"]
     parts += [f"<p class='warn'>{_e(w)}</p>" for w in warnings]
     mean = sum(totals.values()) / len(totals) if totals else 0.0
     median = sorted(totals.values())[len(totals) // 2] if totals else 0.0
@@ -153,9 +152,9 @@ def write_index(out: Path, results: list[dict], maxima: dict[str, dict[str, floa
 def refresh(out: Path, warnings: list[str] = ()) -> Path:
     """`out/index.html` again from what `out` holds: the saved results, the gradebook's written
     points (after manual grading), the similar pairs."""
-    from . import final_grades
+    from . import course_folder, final_grades
 
-    state = json.loads((out / STATE_FILE).read_text()) if (out / STATE_FILE).exists() else {}
+    state = course_folder.saved_results(out)
     points = json.loads((out / "points.json").read_text()) if (out / "points.json").exists() else {}
     written = None
     if (out / "gradebook.db").exists():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ from . import scores
 
 ASSIGNMENT = "lab4"
 GRADEBOOK = "gradebook.db"
+STATE_FILE = ".autograde-state.json"  # autograde's results per student (`StudentResult` as dicts)
 CONFIG = """# The class's nbgrader course folder, written by course-lab autograde
 # (course_utils/grading/course_folder.py).
 # Open it with: course-lab formgrade {out}
@@ -45,6 +47,12 @@ c.GenerateFeedback.exporter_class = "course_utils.grading.feedback.FeedbackExpor
 """
 # MathJax commands that make links, set HTML attributes or load code
 _TEX_COMMANDS = re.compile(r"\\(href|url|class|cssId|style|attr|data|unicode|require|html|texttip|toggle|mathtip)\b")
+
+
+def saved_results(out: Path) -> dict[str, dict]:
+    """student id -> the result autograde saved for them in `out` (empty before the first run)."""
+    path = out / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _gradebook(out: Path):
@@ -87,11 +95,11 @@ def disarm_tex(text: str) -> str:
     return _TEX_COMMANDS.sub(lambda m: m.group(1), text)
 
 
-def _html_line(html: str) -> str:
+def _html_line(markup: str) -> str:
     """Sanitized HTML as one line wrapped in a block (markdown passes it through unchanged)."""
     from .feedback import sanitize
 
-    return "<div>" + disarm_tex(sanitize(html)).replace("\r", "").replace("\n", "&#10;") + "</div>"
+    return "<div>" + disarm_tex(sanitize(markup)).replace("\r", "").replace("\n", "&#10;") + "</div>"
 
 
 def for_formgrader(nb) -> None:
@@ -103,7 +111,7 @@ def for_formgrader(nb) -> None:
             cell.source = _html_line(markdown2html(cell.source))
             cell.pop("attachments", None)
         elif cell.cell_type == "raw":
-            cell.source = _html_line("<pre>" + _escape(cell.source) + "</pre>")
+            cell.source = _html_line("<pre>" + html.escape(cell.source) + "</pre>")
             cell.cell_type = "markdown"
         elif cell.cell_type == "code":
             for output in cell.get("outputs", []):
@@ -123,12 +131,6 @@ def for_formgrader(nb) -> None:
                     elif mime not in ("text/plain", "image/png", "image/jpeg", "image/gif"):
                         del data[mime]  # SVG (which can carry script), JSON, widgets, anything else
     nb.metadata = nbformat.from_dict({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def _answers(path: Path) -> dict[str, str]:

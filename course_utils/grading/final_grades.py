@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from pathlib import Path
 
 from . import course_folder, lms
 from .safe_text import printable, spreadsheet_cell
 
 ASSIGNMENT = course_folder.ASSIGNMENT
-STATE_FILE = ".autograde-state.json"  # (autograde's: the late flags)
 
 
 @dataclasses.dataclass
@@ -35,8 +33,7 @@ class FinalGrade:
 
 def final_grades(out: Path, *, late_penalty: float = 0.0) -> tuple[list[FinalGrade], list[str], float]:
     """Every student of the course folder `out`: (grades, notebooks, the maximum)."""
-    state_path = out / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = course_folder.saved_results(out)  # (the late flags)
     pages, lms_ids = course_folder.read_class(out)
     notebooks, maximum = course_folder.lab_maxima(out)
     by_student: dict[str, dict[str, course_folder.NotebookGrades]] = {}
