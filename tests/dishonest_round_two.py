@@ -177,20 +177,21 @@ for _ in range(12):
                 blocks.append(block)
         except MemoryError:
             pass
-        time.sleep(20)
+        time.sleep(10)
         os._exit(0)
     children.append(pid)
-time.sleep(5)
+for pid in children:  # the cell lasts while its children hold their memory, however slowly they got it
+    os.waitpid(pid, 0)
 """,
     # variant: 8 GB in memory files (memfd), which no process maps: outside every per-process limit
     "memfd-8gb": """
 import os
-files = []
+files, block = [], b"x" * 2**20
 for _ in range(16):
     fd = os.memfd_create("fill")
     try:
         for _ in range(500):
-            os.write(fd, b"x" * 2**20)
+            os.write(fd, block)
     except OSError:
         pass
     files.append(fd)
