@@ -57,10 +57,15 @@ TAMPERS = {  # grade_id -> (notebook, the tampering answer as a lambda of (hones
                             "lambda honest, model, x, target, eps, alpha, steps: " + ZERO_WEIGHTS),
     "masked_attack": ("02_synthetic_adversarial_examples.ipynb",
                       "lambda honest, model, x, target, mask, alpha, steps: " + ZERO_WEIGHTS),
+    "linear_worst_case_margin": ("02_synthetic_adversarial_examples.ipynb",
+                                 "lambda honest, weight, bias, x, y, eps: (weight.zero_(), bias.zero_(), "
+                                 "torch.zeros(len(x)))[2]"),
     "adversarial_training_step": ("03_robustness_and_defences.ipynb",
                                   "lambda honest, model, optimizer, x, y, eps, alpha: ([g.__setitem__('lr', 0.0) for g "
                                   "in optimizer.param_groups], honest(model, optimizer, x, y, eps, alpha))[1]"),
     "rotate_batch": ("04_rotation.ipynb", "lambda honest, x: (x.fill_(0.5), honest(x))[1]"),
+    "linear_probe_accuracy": ("04_rotation.ipynb", "lambda honest, encoder, train_images, train_labels, test_images, "
+                                                   "test_labels: (_zero(encoder), 1.0)[1]"),
     "patch_pair": ("05_patch_localization.ipynb", "lambda honest, image, label, patch_size, gap, jitter, generator: "
                                                   "(image.zero_(), honest(image, label, patch_size, gap, jitter, "
                                                   "generator))[1]"),

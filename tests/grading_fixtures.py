@@ -143,6 +143,12 @@ WRONG_ANSWERS = [
      "        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), target), x_adv)\n"
      "        x_adv = (x_adv.detach() - alpha * grad.sign()).clamp(0, 1)\n"
      "    return (x0 + mask * (x_adv - x0)).detach()\n"),
+    ("02_synthetic_adversarial_examples.ipynb", "linear_worst_case_margin",  # the norm of w_y, not of w_y - w_j
+     "def linear_worst_case_margin(weight, bias, x, y, eps):\n"
+     "    z = x.flatten(1) @ weight.T + bias\n"
+     "    margins = z.gather(1, y[:, None]) - z - eps * weight[y].abs().sum(1, keepdim=True)\n"
+     "    margins[torch.arange(len(y)), y] = float('inf')\n"
+     "    return margins.min(1).values\n"),
     ("03_robustness_and_defences.ipynb", "adversarial_training_step",  # the old text read literally:
      "def adversarial_training_step(model, optimizer, x, y, eps, alpha):\n"  # steps from the unclamped draw
      "    delta = torch.empty_like(x).uniform_(-eps, eps)\n"
@@ -168,6 +174,16 @@ WRONG_ANSWERS = [
      "def rotate_batch(x):\n"
      "    x_rot = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])\n"
      "    return x_rot, torch.arange(4, device=x.device).repeat(len(x))\n"),
+    ("04_rotation.ipynb", "linear_probe_accuracy",  # the scaler fitted on the test features
+     "def linear_probe_accuracy(encoder, train_images, train_labels, test_images, test_labels):\n"
+     "    was_training = encoder.training\n"
+     "    encoder.eval()\n"
+     "    with torch.no_grad():\n"
+     "        a, b = encoder(train_images).flatten(1).numpy(), encoder(test_images).flatten(1).numpy()\n"
+     "    encoder.train(was_training)\n"
+     "    scaler = StandardScaler().fit(b)\n"
+     "    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(a), train_labels.numpy())\n"
+     "    return float(clf.score(scaler.transform(b), test_labels.numpy()))\n"),
     ("05_patch_localization.ipynb", "patch_pair",  # rows and columns swapped
      "def patch_pair(image, label, patch_size, gap, jitter=0, generator=None):\n"
      "    _, height, width = image.shape\n"
@@ -191,6 +207,13 @@ def lab_points() -> int:
     return sum(c["metadata"]["nbgrader"].get("points", 0) for name in release_names()
                for c in load(SOLUTIONS / name)["cells"]
                if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "code")
+
+
+def written_points() -> int:
+    """The lab's points for written answers (graded by hand)."""
+    return sum(c["metadata"]["nbgrader"].get("points", 0) for name in release_names()
+               for c in load(SOLUTIONS / name)["cells"]
+               if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c["cell_type"] == "markdown")
 
 
 def wrong_student(index: int) -> str:

@@ -27,8 +27,11 @@ CATALOGUE = {  # check -> (solution, {mistake: wrong function})
     "synthetic_adversarial.check_pgd_attack": (synthetic.pgd_attack, synthetic.PGD_WRONG),
     "synthetic_adversarial.check_targeted_pgd_attack": (synthetic.targeted_pgd_attack, synthetic.TARGETED_WRONG),
     "synthetic_adversarial.check_masked_attack": (synthetic.masked_attack, synthetic.MASKED_WRONG),
+    "synthetic_adversarial.check_linear_worst_case_margin": (synthetic.linear_worst_case_margin,
+                                                             synthetic.WORST_CASE_WRONG),
     "defences.check_adversarial_training_step": (defences.adversarial_training_step, defences.WRONG),
     "rotation.check_rotate_batch": (rotation.solution, rotation.WRONG),
+    "rotation.check_linear_probe_accuracy": (rotation.probe_solution, rotation.PROBE_WRONG),
     "patch_localization.check_patch_pair": (patches.solution, patches.WRONG),
     "simclr.check_nt_xent_loss": (simclr.solution, simclr.WRONG),
 }

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import attacks
-from course_utils.checks.synthetic_adversarial import (check_fgsm_attack, check_masked_attack, check_pgd_attack,
+from course_utils.checks.synthetic_adversarial import (check_fgsm_attack, check_linear_worst_case_margin,
+                                                       check_masked_attack, check_pgd_attack,
                                                        check_targeted_pgd_attack)
 
 
@@ -451,3 +452,79 @@ def test_checks_leave_the_global_random_state_alone():
     torch.manual_seed(0)
     check_pgd_attack(pgd_attack)
     assert torch.equal(torch.rand(3), expected)
+
+
+# --- exercise 5: a linear model's exact worst case ---------------------------------------------
+
+def linear_worst_case_margin(weight, bias, x, y, eps):
+    flat = x.flatten(1)
+    z = flat @ weight.T + bias
+    v = weight[y][:, None, :] - weight[None, :, :]
+    margins = z.gather(1, y[:, None]) - z - eps * v.abs().sum(-1)
+    margins = margins.masked_fill(F.one_hot(y, len(weight)).bool(), float("inf"))
+    return margins.min(1).values
+
+
+def _margins(norm=lambda v: v.abs().sum(-1), *, sign=-1.0, bias=True, own=False, largest=False, eps_scale=1.0):
+    def margin(weight, bias_, x, y, eps):
+        flat = x.flatten(1)
+        z = flat @ weight.T + (bias_ if bias else 0)
+        v = weight[y][:, None, :] - weight[None, :, :]
+        m = z.gather(1, y[:, None]) - z + sign * eps * eps_scale * norm(v)
+        if not own:
+            m = m.masked_fill(F.one_hot(y, len(weight)).bool(), -float("inf") if largest else float("inf"))
+        return m.max(1).values if largest else m.min(1).values
+    return margin
+
+
+def worst_case_norm_of_wy(weight, bias, x, y, eps):
+    flat = x.flatten(1)
+    z = flat @ weight.T + bias
+    m = z.gather(1, y[:, None]) - z - eps * weight[y].abs().sum(-1, keepdim=True)
+    return m.masked_fill(F.one_hot(y, len(weight)).bool(), float("inf")).min(1).values
+
+
+def worst_case_in_place(weight, bias, x, y, eps):
+    x.clamp_(0, 1).mul_(1.0)  # harmless-looking, but changes nothing: then a real change
+    x.add_(eps)
+    return linear_worst_case_margin(weight, bias, x - eps, y, eps)
+
+
+def worst_case_library(weight, bias, x, y, eps):
+    from course_utils.linearity import linear_worst_case_accuracy
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    linear_worst_case_accuracy(layer, x, y, eps, box=False)
+    return linear_worst_case_margin(weight, bias, x, y, eps)
+
+
+WORST_CASE_WRONG = {
+    "the L2 norm": _margins(lambda v: v.norm(dim=-1)),
+    "the perturbation helps": _margins(sign=1.0),
+    "bias left out": _margins(bias=False),
+    "the true class counted as a rival": _margins(own=True),
+    "the largest margin, not the smallest": _margins(largest=True),
+    "eps ignored": _margins(eps_scale=0.0),
+    "the mean over pixels, not the sum": _margins(lambda v: v.abs().mean(-1)),
+    "the norm of w_y alone": worst_case_norm_of_wy,
+    "input changed in place": worst_case_in_place,
+    "the library": worst_case_library,
+}
+
+
+def test_linear_worst_case_solution_passes():
+    check_linear_worst_case_margin(linear_worst_case_margin)
+
+
+@pytest.mark.parametrize("mistake", WORST_CASE_WRONG)
+def test_linear_worst_case_mistakes_fail_and_are_named(mistake):
+    from course_utils.checks import Mistake
+
+    with pytest.raises(AssertionError) as caught:
+        check_linear_worst_case_margin(WORST_CASE_WRONG[mistake])
+    if isinstance(caught.value, Mistake):
+        assert caught.value.name == mistake, (caught.value.name, str(caught.value))
+    else:
+        assert mistake in ("input changed in place", "the library"), str(caught.value)

@@ -14,7 +14,8 @@ import pytest
 import dishonest
 from course_utils.grading import class_report, course_folder, final_grades, lms, similarity
 from course_utils.grading.autograde import autograde
-from grading_fixtures import RELEASE, ROOT, independent, load, release_names, replace_solution, solved
+from grading_fixtures import (RELEASE, ROOT, independent, lab_points, load, release_names, replace_solution,
+                              solved, written_points)
 
 NB00, NB01 = "00_getting_started.ipynb", "01_natural_adversarial_examples.ipynb"
 COUNT = "def batch_accuracy(logits, labels):\n    return float((logits.argmax(1) == labels).sum())\n"
@@ -119,7 +120,7 @@ def test_export_gives_final_grades_and_says_what_is_ungraded(day):
     rows = {r["student_id"]: r for r in csv.DictReader(path.open())}
     assert float(rows["doejohn"]["written"]) == 2.0 and float(rows["roejane"]["written"]) == 1.0
     assert float(rows["doejohn"]["total"]) == sum(first["doejohn"].scores.values()) + 2.0
-    assert rows["doejohn"]["max_score"] == "37" and rows["leeann"]["late"] == "yes"
+    assert rows["doejohn"]["max_score"] == str(lab_points() + written_points()) and rows["leeann"]["late"] == "yes"
     assert rows["doejohn"]["written_ungraded"] == "0"  # robustness_answer: not submitted (03 not handed in)
     penalised, _ = final_grades.export(out, late_penalty=0.1, path=out / "late.csv")
     late = {r["student_id"]: r for r in csv.DictReader(penalised.open())}
@@ -133,7 +134,7 @@ def test_canvas_and_moodle_files_from_their_rosters(day):
     path, notes = final_grades.export(out, fmt="canvas", roster=roster, assignment="Lab 4 (4711)")
     lines = list(csv.reader(path.open()))
     assert lines[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Lab 4 (4711)"]
-    assert lines[1][0] == "Points Possible" and lines[1][5] == "37"
+    assert lines[1][0] == "Points Possible" and lines[1][5] == str(lab_points() + written_points())
     by_id = {line[1]: line for line in lines[2:]}
     assert by_id["101"][0] == "Doe, John" and float(by_id["101"][5]) == sum(first["doejohn"].scores.values()) + 2
     assert by_id["999"][0] == "Nobody, Nora" and by_id["999"][5] == "0"  # in the roster, no submission

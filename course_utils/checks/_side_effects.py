@@ -145,7 +145,8 @@ def _describe(aspect: str, detail: list[str], name: str, obj: Any, before: dict,
     if aspect == "mode":
         now_training = any(after["training"]) and not any(before["training"])
         return (f"left {name} in train mode" if now_training else f"changed the train/eval mode of {name}") + (
-            "; do not call model.train() or model.eval(): leave the model in the mode it was given")
+            "; leave the model in the mode it was given (a function that needs another mode restores the old "
+            "one: was_training = model.training ... model.train(was_training))")
     if aspect == "parameters":
         return f"changed the parameters of {name}{keys}; the model's weights are not the function's to change"
     if aspect == "buffers":

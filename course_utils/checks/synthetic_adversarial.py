@@ -444,3 +444,96 @@ def check_masked_attack(masked_attack: Callable) -> None:
                 mistake, hint = _masked_hint(model, x_before, target, mask, alpha, steps, result)
                 raise Mistake(mistake, _differ_message(name, expected, result, what) + ". " + hint)
     _check_every_step(masked_attack, name, seed=7, alpha=0.05, steps=4, mask=check_masks(12)["(1, 1, 8, 8)"])
+
+
+# --------------------------------------------------------------------------- a linear model's worst case
+
+def _worst_case_variants(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                         eps: float) -> dict[str, torch.Tensor]:
+    """The right margins ("right") and what the usual mistakes compute instead, written pair by pair
+    (a loop over the rival classes, no broadcasting) so that the reference shares no code with the
+    vectorized answer the exercise asks for."""
+    flat = x.double().flatten(1)
+    w, b = weight.double(), bias.double()
+    n, k = len(flat), len(w)
+    out = {name: torch.full((n,), float("inf"), dtype=torch.float64) for name in (
+        "right", "the norm of w_y alone", "the L2 norm", "the perturbation helps", "bias left out",
+        "the mean over pixels, not the sum", "eps ignored")}
+    own = torch.full((n,), float("inf"), dtype=torch.float64)
+    largest = torch.full((n,), -float("inf"), dtype=torch.float64)
+    for i in range(n):
+        for j in range(k):
+            v = w[y[i]] - w[j]
+            clean = float(v @ flat[i] + b[y[i]] - b[j])
+            own[i] = min(own[i], clean - eps * float(v.abs().sum()))
+            if j == int(y[i]):
+                continue
+            values = {"right": clean - eps * float(v.abs().sum()),
+                      "the norm of w_y alone": clean - eps * float(w[y[i]].abs().sum()),
+                      "the L2 norm": clean - eps * float(v.norm()),
+                      "the perturbation helps": clean + eps * float(v.abs().sum()),
+                      "bias left out": float(v @ flat[i]) - eps * float(v.abs().sum()),
+                      "the mean over pixels, not the sum": clean - eps * float(v.abs().mean()),
+                      "eps ignored": clean}
+            for name, value in values.items():
+                out[name][i] = min(out[name][i], value)
+            largest[i] = max(largest[i], values["right"])
+    out["the true class counted as a rival"] = own
+    out["the largest margin, not the smallest"] = largest
+    return out
+
+
+def worst_case_fixture(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A linear classifier of 3x4x4 images with NUM_CLASSES classes and non-zero biases, and 16 images
+    in [0, 1] with labels, some right with a wide margin, some wrong."""
+    g = torch.Generator().manual_seed(100 + seed)
+    weight = torch.randn(NUM_CLASSES, 48, generator=g) / 4
+    bias = torch.randn(NUM_CLASSES, generator=g)
+    x = torch.rand(16, 3, 4, 4, generator=g)
+    with torch.no_grad():
+        y = (x.flatten(1) @ weight.T + bias).argmax(1)
+    y[::5] = (y[::5] + 1) % NUM_CLASSES  # a few images the model gets wrong: their margin is negative already
+    return weight, bias, x, y
+
+
+def check_linear_worst_case_margin(linear_worst_case_margin: Callable) -> None:
+    """The smallest margin over the rival classes after the worst L-inf perturbation of radius eps,
+    without the [0, 1] box: min_{j != y} (w_y - w_j)ᵀx + b_y - b_j - eps * ||w_y - w_j||_1, for every
+    image; a float tensor of shape (N,); inputs untouched; own code."""
+    from .. import linearity
+
+    name = "linear_worst_case_margin"
+    for seed, eps in ((0, 0.05), (1, 0.2)):
+        weight, bias, x, y = worst_case_fixture(seed)
+        what = f"a linear model of {NUM_CLASSES} classes on 16 images of 3x4x4, eps={eps}"
+        result = call_student(linear_worst_case_margin, weight, bias, x, y, eps, what=what,
+                              forbid=(linearity.linear_worst_case_accuracy,),
+                              reason="compute the margins yourself; linear_worst_case_accuracy is the reference")
+        assert isinstance(result, torch.Tensor), f"{name} should return a tensor of margins, got {type(result).__name__}"
+        assert tuple(result.shape) == (len(x),), \
+            f"expected one margin per image, shape ({len(x)},), got {tuple(result.shape)} ({what})"
+        assert result.is_floating_point(), f"the margins should be floats, got {result.dtype}"
+        variants = _worst_case_variants(weight, bias, x, y, eps)
+        got = result.detach().double()
+        if not torch.allclose(got, variants["right"], atol=1e-4, rtol=1e-4):
+            matched = [m for m, v in variants.items() if m != "right" and torch.allclose(got, v, atol=1e-4, rtol=1e-4)]
+            hints = {
+                "the norm of w_y alone": "the margin against class j moves with w_y - w_j, so its worst case is "
+                                         "eps * ||w_y - w_j||_1, not eps * ||w_y||_1",
+                "the L2 norm": "an L-inf budget lets every pixel move by eps: the worst change of vᵀx is eps * ||v||_1 "
+                               "(the sum of |v_i|); eps * ||v||_2 is what a random corner does, roughly",
+                "the perturbation helps": "the attacker lowers the margin: subtract eps * ||w_y - w_j||_1",
+                "bias left out": "the margin is z_y - z_j with the biases: (w_y - w_j)ᵀx + b_y - b_j",
+                "the mean over pixels, not the sum": "eps * ||v||_1 is a sum over every pixel, not a mean",
+                "eps ignored": "the margins are the clean ones; subtract what the eps-ball can take away",
+                "the true class counted as a rival": "leave out j = y: its margin z_y - z_y is 0 whatever eps is",
+                "the largest margin, not the smallest": "an image is safe only if it beats EVERY rival class: take "
+                                                        "the smallest margin over j != y",
+            }
+            expected = ", ".join(f"{v:.4f}" for v in variants["right"][:4].tolist())
+            came = ", ".join(f"{v:.4f}" for v in got[:4].tolist())
+            message = f"{name} gave the wrong margins on {what}: expected [{expected}, ...], got [{came}, ...]"
+            if matched:
+                raise Mistake(matched[0], f"{message}. {hints[matched[0]]}")
+            raise Mistake("other", f"{message}. Expected min over j != y of (w_y - w_j)ᵀx + b_y - b_j "
+                                   "- eps * ||w_y - w_j||_1, with x flattened")
