@@ -131,6 +131,7 @@ def train_or_load(model: nn.Module, name: str, train: Callable[[nn.Module], Any]
         if extra is not None:
             path = checkpoint_path(name, profile=profile, seed=seed)
             print(f"Loaded the trained '{name}' model from {path} (delete the file to train it again).")
+            model.eval()  # as after training: a fresh module is in train mode, and BatchNorm would drift
             history = extra.get("history")
             return (History(**history) if isinstance(history, dict) else None), True
     history = train(model)

@@ -578,9 +578,10 @@ def overrepresentation(transformations: Sequence[str], kept) -> list[Share]:
 
 
 def occlusion_map(predict: Predict, image: torch.Tensor, label: int, *, patch: int = 8, stride: int = 2,
-                  fill: float = 0.5) -> torch.Tensor:
-    """Occlusion sensitivity (Zeiler & Fergus 2014): slide a `patch` x `patch` square of grey
-    (`fill`) over `image` (C, H, W) in steps of `stride` px and record how much the
+                  fill: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """Occlusion sensitivity (Zeiler & Fergus 2014): slide a `patch` x `patch` square of `fill` (a
+    grey level, or one value per channel such as the data's mean colour, which hides without
+    adding an edge of its own) over `image` (C, H, W) in steps of `stride` px and record how much the
     probability of class `label` drops. Returns (H, W): at each pixel, the mean drop over
     the placements that cover it. Large values mark the parts the model's belief depends
     on; negative ones, parts whose hiding makes it more sure.
@@ -597,6 +598,8 @@ def occlusion_map(predict: Predict, image: torch.Tensor, label: int, *, patch: i
     lefts = sorted(set(range(0, w - patch + 1, stride)) | {w - patch})
     placements = [(t, l) for t in tops for l in lefts]
     batch = image.detach().cpu().unsqueeze(0).repeat(len(placements), 1, 1, 1)
+    if isinstance(fill, torch.Tensor):
+        fill = fill.detach().cpu().to(batch.dtype).reshape(-1, 1, 1)
     cover = torch.zeros(len(placements), h, w, dtype=torch.bool)
     for k, (t, l) in enumerate(placements):
         batch[k, :, t:t + patch, l:l + patch] = fill

@@ -47,6 +47,7 @@ class LabelCheck:
         self.confidences = [float(v) for v in confidences]
         self.classes = list(classes)
         self.rejected: set[int] = set()
+        self.judged = False  # a click, or "done": until then no count means anything
         self._summary = None
 
     def __len__(self) -> int:
@@ -54,14 +55,25 @@ class LabelCheck:
 
     def summary(self) -> str:
         n, k = len(self), len(self.rejected)
-        return (f"You rejected {k} of {n} images as unreadable ({k / max(n, 1):.0%}); the other {n - k} are "
-                "fair test images: a person reads them, the model does not.")
+        if not self.judged:
+            return (f"Nobody has judged the {n} images yet, so there is no count: in JupyterLab, click "
+                    "'can't read it' under each image you cannot read (or 'done' if you read them all), then run this "
+                    "cell again.")
+        return (f"You rejected {k} of {n} images as unreadable ({k / max(n, 1):.0%}); the other {n - k} you "
+                "judged readable: for you they are fair test images, and the model got them wrong.")
 
     def set_rejected(self, i: int, rejected: bool) -> None:
         """Record the student's verdict on image i (rejected: they cannot read it)."""
         if not 0 <= i < len(self):
             raise IndexError(f"no image {i}: there are {len(self)}")
         (self.rejected.add if rejected else self.rejected.discard)(i)
+        self.judged = True
+        if self._summary is not None:
+            self._summary.value = self.summary()
+
+    def mark_judged(self) -> None:
+        """The student has looked at every image (those not rejected they can read)."""
+        self.judged = True
         if self._summary is not None:
             self._summary.value = self.summary()
 
@@ -90,7 +102,9 @@ class LabelCheck:
         grid = widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"repeat({ncols}, 128px)"))
         intro = widgets.HTML("<b>Would you label it so?</b> Reject every image whose class <i>you</i> cannot "
                              "read; the count updates below.")
-        return widgets.VBox([intro, grid, self._summary])
+        done = widgets.Button(description="done", tooltip="I have looked at every image")
+        done.on_click(lambda _: self.mark_judged())
+        return widgets.VBox([intro, grid, widgets.HBox([done, self._summary])])
 
     def figure(self, *, ncols: int = 8):
         """The images as a static grid, each titled "Class / Prediction (confidence)"."""

@@ -50,6 +50,30 @@ def find_notebooks(directory: str | os.PathLike = SOLUTIONS_DIR, select: list[st
     return paths
 
 
+# Notebook 01's transfer table takes notebook 03's defended models when their checkpoints exist; a
+# run of the whole lab executes 01 after 03 so that a fresh clone's `make run` shows them.
+RUNS_AFTER = {"01": ("03",)}
+
+
+def execution_order(paths: list[Path]) -> list[Path]:
+    """`paths` in the order a run executes them: lab order, except that a notebook of RUNS_AFTER
+    waits for the notebooks it reads when they are in the run too."""
+    pending, done, order = [Path(p) for p in paths], set(), []
+    while pending:
+        for path in pending:
+            waits = [w for w in RUNS_AFTER.get(path.name[:2], ()) if w not in done
+                     and any(p.name.startswith(w) for p in pending if p != path)]
+            if not waits:
+                order.append(path)
+                done.add(path.name[:2])
+                pending.remove(path)
+                break
+        else:  # a cycle in RUNS_AFTER: keep lab order
+            order += pending
+            break
+    return order
+
+
 # The longest cell of any profile (training on a busy 2-core CPU) takes a few minutes; a cell that
 # runs for half an hour is stuck, and fails its notebook instead of stalling the run (and CI).
 CELL_TIMEOUT = int(os.environ.get("LAB_CELL_TIMEOUT", "1800"))
@@ -108,7 +132,7 @@ def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | o
     for sub in ("executed", "logs") + (("html",) if html else ()):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     runs = []
-    for index, path in enumerate(paths):
+    for index, path in enumerate(execution_order(paths)):
         path = Path(path)
         if on_start:
             on_start(index, path)
@@ -145,6 +169,8 @@ def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | o
         runs.append(run)
         if on_finish:
             on_finish(index, run)
+    lab_order = [Path(p).stem for p in paths]
+    runs.sort(key=lambda r: lab_order.index(r.name))
     summary = {"profile": profile, "notebooks": [dataclasses.asdict(r) for r in runs]}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return runs

@@ -40,6 +40,7 @@ def test_train_or_load_trains_once_then_loads_the_same_weights(tmp_path, monkeyp
     second = tiny(1)
     history2, loaded2 = train_or_load(second, "standard", fake_training(calls), profile=profile, seed=0, config=config)
     assert loaded2 and len(calls) == 1, "the second call loads instead of training"
+    assert not second.training, "a loaded model ends in eval mode too, as a trained one does"
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert history2.train_loss == history.train_loss == [0.5] and isinstance(history2, History)
 

@@ -24,8 +24,8 @@ def buttons_of(box):
 def test_clicks_are_counted_and_can_be_taken_back():
     check = make_check()
     box = check.widget(ncols=3)
-    summary = box.children[-1]
-    assert "rejected 0 of 5" in summary.value
+    done, summary = box.children[-1].children
+    assert "Nobody has judged the 5 images yet" in summary.value and "rejected" not in summary.value
     buttons = buttons_of(box)
     assert len(buttons) == 5 and all(b.description == READABLE for b in buttons)
     buttons[1].value = True
@@ -34,6 +34,15 @@ def test_clicks_are_counted_and_can_be_taken_back():
     assert buttons[1].description == UNREADABLE
     buttons[1].value = False
     assert check.rejected == {3} and "rejected 1 of 5" in summary.value and buttons[1].description == READABLE
+
+
+def test_no_count_is_claimed_before_anybody_judged_and_done_says_all_are_readable():
+    check = make_check()
+    assert "no count" in check.summary()  # papermill and nbgrader: nobody can click
+    box = check.widget(ncols=3)
+    done, summary = box.children[-1].children
+    done.click()
+    assert check.judged and "rejected 0 of 5" in summary.value
 
 
 def test_captions_name_label_and_prediction():

@@ -142,7 +142,8 @@ def test_one_group_gets_at_most_one_core(hierarchy):
         cpu = float(subprocess.run([sys.executable, "-c", textwrap.dedent(code), *group.procs_files],
                                    capture_output=True, text=True, timeout=60).stdout.split()[-1])
         assert cpu < 2.0 * 1.3, cpu  # two processes for 2 s: 4 s unlimited, about 2 s under the quota
-        assert group.usage()["throttled"] > 0
+        # the quota shows only when the two could have had more than one core: on a busy machine they get less
+        assert group.usage()["throttled"] > 0 or cpu < 1.5, (cpu, group.usage())
     finally:
         group.remove()
 

@@ -24,6 +24,9 @@ QUICK_EXPECTATIONS = {
     # CNN is wrong and sure on the kept images, and the filter keeps scale/background/rotation, never stroke width
     "01_natural_adversarial_examples": {"digits_a_filter_filtered_accuracy": (0.0, 0.0),
                                         "digits_a_filter_control_accuracy": (0.6, 0.95),
+                                        # against a control matched by transformation the gaps shrink (issue 35:
+                                        # 44/43/32/30 points against 55/53/48/48) but stay large
+                                        "digits_a_min_matched_gap": (0.15, 1.0),
                                         "digits_a_min_transfer_gap": (0.3, 1.0), "digits_a_mlp_gap": (0.3, 1.0),
                                         "digits_a_logistic_gap": (0.3, 1.0), "digits_a_seed_gap_mean": (0.4, 1.0),
                                         "digits_a_seed_gap_sd": (0.0, 0.1),
@@ -107,8 +110,12 @@ def test_solution_runs_on_the_quick_profile(quick_runs, name):
     assert Path(run.html).stat().st_size > 10_000
     for key, (low, high) in QUICK_EXPECTATIONS.get(name, {}).items():
         assert low <= run.results[key] <= high, f"{name}: {key} = {run.results[key]}, expected in [{low}, {high}]"
+    if name == "02_synthetic_adversarial_examples":  # certified (no box) <= exact worst case in [0, 1] <= FGSM
+        r = run.results
+        assert r["linear_certified_accuracy"] <= r["linear_worst_case_accuracy"] + 1e-9 <= r["linear_fgsm_accuracy"] + 2e-9
     if name == "01_natural_adversarial_examples":
         r = run.results
+        assert 0 < r["digits_a_matched_share_of_gap"] < 1, r["digits_a_matched_share_of_gap"]
         assert r["digits_a_two_model_filtered_accuracy"] < r["digits_a_one_model_filtered_accuracy"]
         assert {"background", "scale"} <= set(r["digits_a_top_cues"]), r["digits_a_top_cues"]
 
@@ -184,3 +191,11 @@ def test_a_stuck_cell_fails_its_notebook_instead_of_stalling_the_run(tmp_path, m
     monkeypatch.setattr(notebooks, "CELL_TIMEOUT", 3)
     (run,) = run_notebooks([tmp_path / "stuck.ipynb"], out_dir=tmp_path / "out", html=False)
     assert run.status == "failed" and "a cell ran longer than 3 s" in run.error, run.error
+
+
+def test_a_run_of_the_lab_executes_01_after_03_so_that_its_table_has_03s_models():
+    from course_utils.notebooks import execution_order
+
+    order = [p.name[:2] for p in execution_order(NOTEBOOKS)]
+    assert order.index("01") > order.index("03") and order.index("02") < order.index("03")
+    assert [p.name[:2] for p in execution_order([p for p in NOTEBOOKS if p.name[:2] in ("00", "01")])] == ["00", "01"]
