@@ -12,7 +12,7 @@ from typing import Sequence
 __all__ = ["fraction_words", "share", "time_ratio_words", "points", "gain_words", "mean_sd"]
 
 # (upper bound of the fraction, words); the first bound the fraction does not exceed names it
-_FRACTIONS = ((0.0, "none"), (0.05, "almost none"), (0.18, "few"), (0.29, "about a quarter"),
+_FRACTIONS = ((0.0, "none"), (0.05, "almost none"), (0.15, "few"), (0.22, "about a fifth"), (0.29, "about a quarter"),
               (0.38, "about a third"), (0.47, "under half"), (0.53, "about half"), (0.6, "just over half"),
               (0.71, "about two thirds"), (0.8, "about three quarters"), (0.95, "most"), (0.999999, "almost all"),
               (1.0, "all"))

@@ -75,14 +75,13 @@ def pretext_recipe(task: str, profile: Any) -> PretextRecipe:
     - rotation: all four rotations of every image in each batch (RotNet), 32 images (128
       rotated) per step;
     - patch_localization: 8-pixel patches, gap 2, jitter 1 (Doersch et al.'s 96/48/7 scaled
-      to 32-pixel images), colours kept (`color=None`): on Digits-M, whose colours come from
-      no lens, a prototype's probe fell from 63% to 47% with colour dropping and to 41% with
-      gray patches, since the probe then reads colour images the encoder never saw;
+      to 32-pixel images), colours kept (`color=None`): Digits-M's colours come from no lens,
+      so there are no colour fringes to hide, and colour is part of what tells a digit from
+      its background (the probe reads colour images);
     - simclr: the 32-pixel views of `SimCLRViews.for_small_images`, batch 256 and
-      temperature 0.1: on Digits-M, prototypes measured probes of 47% (60 steps) and 49%
-      (100 steps) at 0.1 against 43% at 0.2 (random init: 33%), and an earlier prototype no
-      gain at SimCLR's CIFAR-10 value of 0.5. With batches this small and training this
-      short, a sharper softmax gives the hardest negatives the weight they need.
+      temperature 0.1: with batches this small and training this short, a sharper softmax
+      gives the hardest negatives more weight (Chen et al. 2020 discuss the temperature's
+      role). The lab does not measure other temperatures.
     """
     if task not in TASKS:
         raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")

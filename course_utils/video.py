@@ -1,6 +1,6 @@
 """Colourization as self-supervised correspondence for video (notebook 07).
 
-Vondrick, Shrivastava, Fathi, Guadarrama & Murphy, "Tracking Emerged by Colorizing Videos"
+Vondrick, Shrivastava, Fathi, Guadarrama & Murphy, "Tracking Emerges by Colorizing Videos"
 (ECCV 2018): colour a gray target frame by *copying* colours from a colour reference frame.
 An embedding network f sees both frames in gray; each target pixel i points at reference
 pixels j with weights A_ij = softmax_j(f_i . f_j / T) and takes their colours,

@@ -107,7 +107,7 @@ def test_the_guard_catches_what_the_issue_found(tmp_path):
 
 @pytest.mark.parametrize("fraction, words", [(0.0, "none"), (26 / 48, "just over half"), (0.66, "about two thirds"),
                                              (0.75, "about three quarters"), (0.99, "almost all"), (1.0, "all"),
-                                             (0.2, "about a quarter"), (0.03, "almost none")])
+                                             (0.2, "about a fifth"), (0.25, "about a quarter"), (0.1, "few"), (0.03, "almost none")])
 def test_fraction_words_follow_the_value(fraction, words):
     assert fraction_words(fraction) == words
 
