@@ -118,6 +118,12 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         f"\nLab 4 in JupyterLab\n  notebooks: {folder}\n  open:      {server.url()}\nStop it with Ctrl-C.\n"))
 
 
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the commands that start JupyterLab (`lab`, `formgrade`)."""
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+
+
 def _cmd_formgrade(args: argparse.Namespace) -> int:
     from .lab_server import NO_CODE
 
@@ -299,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "that course-lab autograde writes) and print the address. No kernel can "
                                            "start in it: nothing a student wrote runs.")
     formgrade.add_argument("out", metavar="OUT", help="the output folder of course-lab autograde")
-    formgrade.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    formgrade.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    _server_options(formgrade)
     formgrade.set_defaults(func=_cmd_formgrade)
 
     export = sub.add_parser("export", help="final grades (autograded + written) as CSV, for Canvas or for Moodle",
@@ -346,8 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Start JupyterLab from this environment on the student notebooks, on a "
                                      "loopback port with a fresh token, and print the address to open.")
     lab.add_argument("--notebook-dir", default="labs/lab4", help="folder to serve (default: labs/lab4)")
-    lab.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    lab.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    _server_options(lab)
     lab.set_defaults(func=_cmd_lab)
     return parser
 

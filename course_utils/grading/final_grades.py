@@ -87,7 +87,7 @@ def export(out: Path, *, fmt: str = "csv", path: Path | None = None, roster: lms
         found = [roster.find(r.student_id, r.canvas_id) for r in rows]
         matched = {id(row) for row in found if row is not None}
         missing = [row for row in roster.rows if id(row) not in matched]
-        strangers = [r.student_id for r in rows if roster.find(r.student_id, r.canvas_id) is None]
+        strangers = [r.student_id for r, row in zip(rows, found) if row is None]
         if missing:
             notes.append(f"{len(missing)} student(s) of the roster without a submission get 0: "
                          + ", ".join(printable(m.get(roster.key) or m.get("Student", "?"), 60) for m in missing))

@@ -24,57 +24,41 @@ NOT_GRADED_YET = ("Not graded yet: written answers are graded by hand after the 
                   "change when yours is.")
 
 
-def cell_points(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]],
-                verdicts: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """notebook stem -> {test cell -> trusted points}, for the submitted notebooks."""
+def trusted_cells(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]],
+                  verdicts: dict[str, dict]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, None | float]]]:
+    """The student's gradebook, rewritten from the trusted verdicts, in one pass: returns
+    (notebook stem -> {test cell -> trusted points}, notebook stem -> {written answer's grade cell ->
+    None (waits for a manual grade) or 0.0 (left as released: nbgrader scores it 0)}) for the
+    submitted notebooks. Test cells get the trusted points as their autograded score (feedback shows
+    what grades.csv counts); each written answer that waits gets the comment `NOT_GRADED_YET`, so
+    that its feedback page says so instead of showing a score of 0."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    result: dict[str, dict[str, float]] = {}
+    tests: dict[str, dict[str, float]] = {}
+    written: dict[str, dict[str, None | float]] = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for stem in stems:
             cells = points.get(stem, {})
-            result[stem] = {grade_id: 0.0 for grade_id in cells}
+            tests[stem] = {grade_id: 0.0 for grade_id in cells}
             try:
                 notebook = gb.find_submission_notebook(stem, ASSIGNMENT, sid)
             except MissingEntry:
                 continue
             for grade in notebook.grades:
-                if grade.name not in cells:
-                    continue
-                auto = float(grade.auto_score or 0.0)
-                trusted = bool(verdicts.get(grade.name, {}).get("passed"))
-                result[stem][grade.name] = min(max(auto, 0.0), cells[grade.name]) if trusted else 0.0
-            for grade in notebook.grades:  # feedback shows what grades.csv counts
                 if grade.name in cells:
-                    grade.auto_score = result[stem][grade.name]
+                    auto = float(grade.auto_score or 0.0)
+                    trusted = bool(verdicts.get(grade.name, {}).get("passed"))
+                    tests[stem][grade.name] = min(max(auto, 0.0), cells[grade.name]) if trusted else 0.0
+                    grade.auto_score = tests[stem][grade.name]
                     grade.manual_score = None
                     grade.extra_credit = None
-        gb.db.commit()
-    return result
-
-
-def written_cells(course: Path, sid: str, stems: list[str], points: dict[str, dict[str, float]]) \
-        -> dict[str, dict[str, None | float]]:
-    """notebook stem -> {written answer's grade cell -> None (waits for a manual grade), or 0.0 (left
-    as released: nbgrader scores an unchanged answer 0)}, for the graded notebooks. Each answer that
-    waits gets the comment `NOT_GRADED_YET` in this gradebook, so that its feedback page says so
-    instead of showing a score of 0."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    result: dict[str, dict[str, None | float]] = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for stem in stems:
-            try:
-                notebook = gb.find_submission_notebook(stem, ASSIGNMENT, sid)
-            except MissingEntry:
-                continue
-            result[stem] = {grade.name: None if grade.needs_manual_grade else 0.0 for grade in notebook.grades
-                            if grade.name not in points.get(stem, {})}
+            written[stem] = {grade.name: None if grade.needs_manual_grade else 0.0 for grade in notebook.grades
+                             if grade.name not in cells}
             for comment in notebook.comments:
-                if result[stem].get(comment.name, 0.0) is None:
+                if written[stem].get(comment.name, 0.0) is None:
                     comment.auto_comment = NOT_GRADED_YET
         gb.db.commit()
-    return result
+    return tests, written
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -314,9 +314,8 @@ def grade_student(job: GradingJob) -> StudentResult:
         problems += [f"suspicious: {s}" for s in stray]
         graded = [s for s in stems if (autograded / f"{s}.ipynb").exists()]
         points = json.loads((course / "points.json").read_text())
-        cells = scores.cell_points(course, sid, graded, points, verdicts)
+        cells, written = scores.trusted_cells(course, sid, graded, points, verdicts)
         result_scores = {stem: sum(cells.get(stem, {}).values()) for stem in stems}
-        written = scores.written_cells(course, sid, graded, points)
         all_cells = {stem: {**cells[stem], **written.get(stem, {})} for stem in graded}
         lost = {f"{stem}/{g}": points[stem][g] - got for stem in graded for g, got in cells[stem].items()
                 if got < points[stem][g]}
