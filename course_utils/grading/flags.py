@@ -22,7 +22,8 @@ PATTERNS = {
     "ctypes": r"\bctypes\b|\bcffi\b",
     "tracing or frame hooks": r"settrace|setprofile|_getframe|f_back|f_globals|f_locals|gc\s*\.\s*get_objects",
     "sockets": r"\bsocket\b",
-    "exec or eval": r"\bexec\s*\(|\beval\s*\(|\bcompile\s*\(",
+    # the builtins, not a method: `encoder.eval()` is an honest answer's, `re.compile(` a regular expression's
+    "exec or eval": r"(?<![.\w])(?:exec|eval|compile)\s*\(",
     "patching torch or its comparisons": r"torch\s*\.\s*\w+\s*=[^=]|setattr\s*\(\s*torch|__eq__|__bool__",
 }
 _COMPILED = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
