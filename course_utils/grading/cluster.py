@@ -302,17 +302,33 @@ def _not_warmed(err: Exception) -> None:
 
 def grade_on_cluster(client, jobs: list, template: Path, template_digest: str) -> Iterator[tuple]:
     """Submit one task per job through `client` (`connected`); yield (job, (result, files) or
-    the exception) as tasks finish, in any order."""
+    the exception) as tasks finish, in any order.
+
+    A task that fails is submitted once more before its exception is yielded: a student's own
+    failures come back as a result, never as an exception, so an exception is the cluster's (a
+    worker killed or restarting under the task), and a second worker usually grades the student."""
     distributed = require_distributed()
     if not jobs:
         return
     bundle = client.scatter(pack_template(template), broadcast=True, hash=False)
     code = grading_code_digest()
-    futures = {client.submit(grade_on_worker, job, bundle, template_digest, code, pure=False,
-                             key=f"grade-{job.student_id}-{uuid.uuid4().hex[:8]}"): job for job in jobs}
-    for future in distributed.as_completed(futures):
+
+    def submit(job):
+        return client.submit(grade_on_worker, job, bundle, template_digest, code, pure=False,
+                             key=f"grade-{job.student_id}-{uuid.uuid4().hex[:8]}")
+
+    futures = {submit(job): job for job in jobs}
+    retried: set[str] = set()
+    finished = distributed.as_completed(list(futures))
+    for future in finished:
         job = futures[future]
         try:
             yield job, future.result()
         except Exception as err:  # a failed task must not cost the other students their grades
-            yield job, err
+            if job.student_id in retried:
+                yield job, err
+                continue
+            retried.add(job.student_id)
+            again = submit(job)
+            futures[again] = job
+            finished.add(again)
