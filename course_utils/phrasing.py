@@ -67,3 +67,21 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     if len(values) < 2:
         return mean, 0.0
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def paired_words(differences: Sequence[float], runs: str = "seeds") -> str:
+    """Paired differences (one per seed or draw) in words: "+5.0 ± 2.1 points, above zero on 3 of 3
+    seeds" (mean ± standard deviation)."""
+    mean, sd = mean_sd(differences)
+    above = sum(d > 0 for d in differences)
+    return f"{100 * mean:+.1f} ± {100 * sd:.1f} points, above zero on {above} of {len(differences)} {runs}"
+
+
+def paired_verdict(differences: Sequence[float]) -> str:
+    """"higher" when every paired difference is above zero, "lower" when every one is below, else
+    "not consistently different": the sign test's reading of so few runs, never a mean alone."""
+    if differences and all(d > 0 for d in differences):
+        return "higher"
+    if differences and all(d < 0 for d in differences):
+        return "lower"
+    return "not consistently different"

@@ -9,6 +9,11 @@ what "the rotation encoder of the quick profile" is, its settings live here, onc
     model, history = train_pretext(recipe, encoder, dim, train_set, device=profile.device)
     encoder, info = load_or_train_encoder("rotation", profile, train_set, seed=SEED)   # what 06 does
 
+Every task gets the same compute on a profile (`image_passes`): the tasks are compared at an
+equal budget, not at whatever budget made each one look good. Named variants of a recipe
+(`VARIANTS`: patch localization without gap and jitter, SimCLR without flips or colour) are
+the ablations the notebooks measure; each has its own checkpoint.
+
 The encoder is what a linear probe reads: for the quick profile the small CNN's trunk read
 out by average pooling to 2x2 cells (64 channels x 4 = 256 features). Global average pooling
 (1x1, 64 features) throws away where in the image a feature fired, and on Digits-M it leaves
@@ -16,6 +21,7 @@ every pretext task within noise of a random encoder; the 2x2 readout keeps a coa
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any, Callable
@@ -34,6 +40,14 @@ from .train import History, fit
 TASKS = ("rotation", "patch_localization", "simclr")
 SMALL_CNN_READOUT = 2
 ENCODERS = {"quick": "small_cnn", "grade": "tiny_cnn", "full": "resnet18"}  # per profile, for every task
+IMAGE_SIZE = 32  # the side of the images every profile trains on (Digits-M, CIFAR-10)
+# The ablations of the notebooks: options that replace the recipe's (SimCLR's `views` are
+# keyword arguments of `SimCLRViews.for_small_images`).
+VARIANTS = {
+    "patch_localization": {"no-gap": {"gap": 0, "jitter": 0}},   # edges may continue across the border: a shortcut
+    "simclr": {"no-flip": {"views": {"flip_p": 0.0}},                # crop + colour
+               "crop-only": {"views": {"flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}}},
+}
 
 
 def build_classifier(name: str, num_classes: int = 10) -> EncoderClassifier:
@@ -54,7 +68,8 @@ def build_encoder(name: str) -> tuple[nn.Module, int]:
 
 @dataclasses.dataclass(frozen=True)
 class PretextRecipe:
-    """How one pretext task is trained on one profile. `options` are the task's own settings."""
+    """How one pretext task is trained on one profile. `options` are the task's own settings;
+    `variant` names an ablation of `VARIANTS` ("" for the lab's recipe)."""
 
     task: str
     encoder: str
@@ -62,43 +77,78 @@ class PretextRecipe:
     batch_size: int
     lr: float
     options: dict = dataclasses.field(default_factory=dict)
+    variant: str = ""
 
     def config(self) -> dict:
         """What a checkpoint of this recipe must match to be reused."""
         return dataclasses.asdict(self)
 
+    @property
+    def images_seen(self) -> int:
+        """Unlabelled images drawn in training: steps x batch (for patch localization, one pair each)."""
+        return self.steps * self.batch_size
 
-def pretext_recipe(task: str, profile: Any) -> PretextRecipe:
-    """The lab's settings for `task` on `profile` (quick: Digits-M on 2 CPU cores, under a minute each
-    when the CPU is not shared).
+
+def passes_per_image(task: str, options: dict | None = None, image_size: int = IMAGE_SIZE) -> float:
+    """The network's work per training image, in forward-and-backward passes of one whole image:
+    rotation 4 (all four rotations), SimCLR 2 (two views), patch localization two patches of
+    `patch_size`^2 pixels, i.e. 2 (patch_size / image_size)^2 (1/8 for 8-pixel patches of 32).
+
+    A convolutional encoder's cost grows with the pixels it reads, so this is the compute a
+    step costs up to the fixed overheads; the notebooks print the seconds it took beside it.
+    """
+    if task == "rotation":
+        return 4.0
+    if task == "simclr":
+        return 2.0
+    if task == "patch_localization":
+        return 2.0 * ((options or {}).get("patch_size", 8) / image_size) ** 2
+    raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")
+
+
+def image_passes(recipe: PretextRecipe) -> int:
+    """The recipe's compute: images seen x `passes_per_image` (equal for every task of a profile)."""
+    return round(recipe.images_seen * passes_per_image(recipe.task, recipe.options))
+
+
+def pretext_recipe(task: str, profile: Any, variant: str = "") -> PretextRecipe:
+    """The lab's settings for `task` on `profile`, or of its ablation `variant` (a name in `VARIANTS`).
+
+    Every task gets the same compute (`image_passes`): on quick, 7,680 passes of a 32-pixel
+    image, about 15 s each on 2 CPU cores; on full, 256,000 (an estimate of 2-4 min each on a
+    T4-class GPU: no GPU run measured it).
 
     - rotation: all four rotations of every image in each batch (RotNet), 32 images (128
-      rotated) per step;
+      rotated) per step: 60 steps of 32 images x 4 passes;
     - patch_localization: 8-pixel patches, gap 2, jitter 1 (Doersch et al.'s 96/48/7 scaled
       to 32-pixel images), colours kept (`color=None`): Digits-M's colours come from no lens,
       so there are no colour fringes to hide, and colour is part of what tells a digit from
-      its background (the probe reads colour images);
-    - simclr: the 32-pixel views of `SimCLRViews.for_small_images`, batch 256 and
-      temperature 0.1: with batches this small and training this short, a sharper softmax
-      gives the hardest negatives more weight (Chen et al. 2020 discuss the temperature's
-      role). The lab does not measure other temperatures.
+      its background (the probe reads colour images); a pair costs 1/8 of a pass, so 240
+      steps of 256 pairs;
+    - simclr: the 32-pixel views of `SimCLRViews.for_small_images`, batch 64 (126 negatives
+      per anchor) for 60 steps, temperature 0.1: with batches this small and training this
+      short, a sharper softmax gives the hardest negatives more weight (Chen et al. 2020
+      discuss the temperature's role). The lab does not measure other temperatures.
     """
     if task not in TASKS:
         raise ValueError(f"unknown pretext task {task!r}: choose one of {TASKS}")
+    if variant and variant not in VARIANTS.get(task, {}):
+        raise ValueError(f"unknown variant {variant!r} of {task}: choose one of {list(VARIANTS.get(task, {}))}")
     pick = profile.pick  # sizes through `pick`, so that the smoke switch shrinks them like the notebooks' own
     encoder = ENCODERS[profile.name]
     grade_steps = profile.max_steps or 2
     if task == "rotation":
-        steps, batch = pick(quick=80, full=1000, grade=grade_steps), pick(quick=32, full=128, grade=8)
+        steps, batch = pick(quick=60, full=500, grade=grade_steps), pick(quick=32, full=128, grade=8)
         options = {}
     elif task == "patch_localization":
-        steps, batch = pick(quick=500, full=3000, grade=grade_steps), pick(quick=256, full=512, grade=16)
+        steps, batch = pick(quick=240, full=4000, grade=grade_steps), pick(quick=256, full=512, grade=16)
         options = {"patch_size": 8, "gap": 2, "jitter": 1, "color": None}
     else:
-        steps, batch = pick(quick=60, full=1500, grade=grade_steps), pick(quick=256, full=256, grade=16)
-        options = {"temperature": pick(quick=0.1, full=0.2, grade=0.1)}
+        steps, batch = pick(quick=60, full=500, grade=grade_steps), pick(quick=64, full=256, grade=16)
+        options = {"temperature": pick(quick=0.1, full=0.2, grade=0.1), "views": {}}
+    options.update(copy.deepcopy(VARIANTS.get(task, {}).get(variant, {})))
     lr = pick(quick=3e-3, full=2e-3, grade=3e-3)
-    return PretextRecipe(task, encoder, steps, batch, lr, options)
+    return PretextRecipe(task, encoder, steps, batch, lr, options, variant)
 
 
 def pretext_model(recipe: PretextRecipe, encoder: nn.Module, feature_dim: int) -> nn.Module:
@@ -116,7 +166,7 @@ def pretext_transform(recipe: PretextRecipe, generator: torch.Generator | None =
         return rotation_batch_transform
     if recipe.task == "patch_localization":
         return PatchLocalization(**recipe.options, generator=generator).batch_transform
-    return SimCLRViews.for_small_images(32, generator=generator).batch_transform
+    return SimCLRViews.for_small_images(IMAGE_SIZE, generator=generator, **recipe.options["views"]).batch_transform
 
 
 def pretext_loss(recipe: PretextRecipe) -> Callable | None:
@@ -143,38 +193,39 @@ def train_pretext(recipe: PretextRecipe, encoder: nn.Module, feature_dim: int, t
     return model, history
 
 
-def encoder_checkpoint_name(task: str) -> str:
-    return f"{task.replace('_', '-')}-encoder"
+def encoder_checkpoint_name(task: str, variant: str = "") -> str:
+    return f"{task.replace('_', '-')}{'-' + variant if variant else ''}-encoder"
 
 
 def save_pretrained_encoder(task: str, encoder: nn.Module, profile: Any, *, seed: int = 0,
-                            extra: dict | None = None):
-    """Save an encoder trained with `pretext_recipe(task, profile)`, for `load_or_train_encoder`."""
-    return save_checkpoint(encoder, encoder_checkpoint_name(task), profile=profile, seed=seed,
-                           config=pretext_recipe(task, profile).config(), extra=extra)
+                            extra: dict | None = None, variant: str = ""):
+    """Save an encoder trained with `pretext_recipe(task, profile, variant)`, for `load_or_train_encoder`."""
+    return save_checkpoint(encoder, encoder_checkpoint_name(task, variant), profile=profile, seed=seed,
+                           config=pretext_recipe(task, profile, variant).config(), extra=extra)
 
 
 def load_or_train_encoder(task: str, profile: Any, train_set, *, seed: int = 0, use_checkpoints: bool = True,
-                          progress: bool = True) -> tuple[nn.Module, dict]:
-    """The encoder pretrained on `task` for `profile`: loaded if a notebook saved it, else trained (and saved).
+                          progress: bool = True, variant: str = "") -> tuple[nn.Module, dict]:
+    """The encoder pretrained on `task` (or its ablation `variant`) for `profile`: loaded if a
+    notebook saved it, else trained (and saved).
 
     Returns (encoder in eval mode, info) where info says {"source": "checkpoint" | "trained",
     "seconds": training time, ...}. `use_checkpoints=False` always trains and saves nothing.
     """
     from .runtime import seed_everything
 
-    recipe = pretext_recipe(task, profile)
+    recipe = pretext_recipe(task, profile, variant)
     seed_everything(seed)
     encoder, dim = build_encoder(recipe.encoder)
     if use_checkpoints:
-        extra = load_checkpoint(encoder, encoder_checkpoint_name(task), profile=profile, seed=seed,
+        extra = load_checkpoint(encoder, encoder_checkpoint_name(task, variant), profile=profile, seed=seed,
                                 config=recipe.config())
         if extra is not None:
             return encoder.to(profile.device).eval(), {**extra, "source": "checkpoint"}
     _, history = train_pretext(recipe, encoder, dim, train_set, device=profile.device, seed=seed, progress=progress)
     info = {"source": "trained", "seconds": round(history.total_seconds, 1)}
     if use_checkpoints:
-        save_pretrained_encoder(task, encoder, profile, seed=seed, extra=info)
+        save_pretrained_encoder(task, encoder, profile, seed=seed, extra=info, variant=variant)
     return encoder.eval(), info
 
 
@@ -242,3 +293,28 @@ def load_or_train_supervised(profile: Any, labelled_sets, test_set, *, seed: int
         for d, (model, config) in enumerate(zip(models, configs)):
             save_checkpoint(model, f"supervised-draw{d}", profile=profile, seed=seed, config=config)
     return result, models, {"source": "trained"}
+
+
+def few_label_finetune(encoder: nn.Module, profile: Any, labelled_sets, test_set, *, seed: int = 0,
+                       progress: bool = True):
+    """Fine-tuning on the few labels: the supervised baseline's recipe (`few_label_setup`, the same
+    steps, batch size, learning rate and seeds as `load_or_train_supervised`), started from a copy
+    of the pretrained `encoder` instead of random weights, every layer trained.
+
+    With the same seed the classifier head starts from the same weights as the baseline's, so
+    fine-tuning and training from scratch on one draw differ only in where the encoder starts.
+    Returns (FewLabelResult of test accuracies, list of models).
+    """
+    from .probe import few_label_supervised
+
+    setup = few_label_setup(profile)
+    num_classes = len(test_set.classes)
+
+    def pretrained_classifier() -> EncoderClassifier:
+        model = build_classifier(ENCODERS[profile.name], num_classes)
+        model.encoder.load_state_dict(encoder.state_dict())
+        return model
+
+    return few_label_supervised(pretrained_classifier, labelled_sets, test_set, steps=setup.supervised_steps,
+                                lr=setup.supervised_lr, batch_size=setup.supervised_batch_size, seed=seed,
+                                device=profile.device, progress=progress)

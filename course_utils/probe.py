@@ -60,6 +60,13 @@ class FewLabelResult:
         """All runs of several results as one (e.g. random-init encoders of several seeds)."""
         return cls([a for r in results for a in r.accuracies])
 
+    def minus(self, other: "FewLabelResult") -> "FewLabelResult":
+        """Paired differences `self - other`, run by run: run i of both must share its label draw
+        (and seed), so that what the draw does to both cancels."""
+        if len(self.accuracies) != len(other.accuracies):
+            raise ValueError(f"paired runs needed: {len(self.accuracies)} and {len(other.accuracies)} runs")
+        return FewLabelResult([a - b for a, b in zip(self.accuracies, other.accuracies)])
+
     def __str__(self) -> str:
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}%"
 

@@ -5,8 +5,9 @@ import torch
 from course_utils.data import load_digits
 from course_utils.probe import label_draws
 from course_utils.profiles import get_profile
-from course_utils.pretext import (TASKS, build_classifier, build_encoder, few_label_setup, load_or_train_encoder,
-                                  load_or_train_supervised, pretext_recipe, save_pretrained_encoder, train_pretext)
+from course_utils.pretext import (TASKS, VARIANTS, build_classifier, build_encoder, few_label_finetune, few_label_setup,
+                                  image_passes, load_or_train_encoder, load_or_train_supervised, passes_per_image,
+                                  pretext_recipe, pretext_transform, save_pretrained_encoder, train_pretext)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,39 @@ def test_every_task_has_a_recipe_on_every_profile(profile):
     assert few_label_setup(p).per_class >= 1
     with pytest.raises(ValueError):
         pretext_recipe("jigsaw", p)
+    with pytest.raises(ValueError, match="unknown variant"):
+        pretext_recipe("rotation", p, variant="no-gap")
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_task_gets_the_same_compute(profile):
+    """The tasks are compared at an equal budget: the same number of whole-image passes."""
+    p = get_profile(profile, device="cpu")
+    passes = {task: image_passes(pretext_recipe(task, p)) for task in TASKS}
+    assert len(set(passes.values())) == 1, passes
+    for task, variants in VARIANTS.items():  # an ablation changes the task's options, never its budget
+        for variant in variants:
+            assert image_passes(pretext_recipe(task, p, variant)) == passes[task]
+    assert passes_per_image("rotation") == 4 and passes_per_image("simclr") == 2
+    assert passes_per_image("patch_localization", {"patch_size": 8}) == 2 * (8 / 32) ** 2
+
+
+def test_variants_change_what_the_task_sees(tiny):
+    p = get_profile("quick", device="cpu")
+    no_gap = pretext_recipe("patch_localization", p, variant="no-gap")
+    assert no_gap.options["gap"] == 0 and no_gap.options["jitter"] == 0 and no_gap.variant == "no-gap"
+    assert pretext_recipe("patch_localization", p).options["gap"] > 0
+    assert no_gap.config() != pretext_recipe("patch_localization", p).config()
+    images = tiny[0].images[:16]
+    torch.manual_seed(0)
+    crop_only, _ = pretext_transform(pretext_recipe("simclr", p, variant="crop-only"))(images, None)
+    torch.manual_seed(0)
+    lab, _ = pretext_transform(pretext_recipe("simclr", p))(images, None)
+    # the lab's views turn a fifth of them grey; crop only never does (no grayscale, no colour jitter)
+    grey = lambda x: int(((x.amax(1) - x.amin(1)).flatten(1).amax(1) < 1e-6).sum())  # noqa: E731
+    assert crop_only.shape == lab.shape == (32, 3, 32, 32)
+    assert grey(crop_only) == 0 < grey(lab)
+    assert pretext_recipe("simclr", p, variant="no-flip").options["views"] == {"flip_p": 0.0}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -63,6 +97,44 @@ def test_load_or_train_reuses_what_a_notebook_saved(tiny, tmp_path, monkeypatch)
     assert info == {"note": 1, "source": "checkpoint"}
     _, info = load_or_train_encoder("simclr", profile, train, seed=3, use_checkpoints=False, progress=False)
     assert info["source"] == "trained"
+    # an ablation has its own checkpoint: it neither loads nor overwrites the lab's recipe
+    _, info = load_or_train_encoder("simclr", profile, train, seed=3, variant="crop-only", progress=False)
+    assert info["source"] == "trained"
+    _, info = load_or_train_encoder("simclr", profile, train, seed=3)
+    assert info == {"note": 1, "source": "checkpoint"}
+    _, info = load_or_train_encoder("simclr", profile, train, seed=3, variant="crop-only", progress=False)
+    assert info["source"] == "checkpoint"
+
+
+def test_fine_tuning_starts_from_the_encoder_and_pairs_with_the_baseline(tiny):
+    """Fine-tuning is the from-scratch recipe with the pretrained encoder as the start: with a random
+    encoder of the same seed it *is* the from-scratch run; with another encoder it differs."""
+    from course_utils.probe import few_label_supervised
+    from course_utils.runtime import seed_everything
+
+    train, test = tiny
+    profile = get_profile("grade")
+    setup = few_label_setup(profile)
+    draws = label_draws(train, per_class=2, draws=1)
+    seed_everything(5)
+    same_start = build_classifier("tiny_cnn", 10).encoder  # what from-scratch draws first with seed 5
+    tuned, models = few_label_finetune(same_start, profile, draws, test, seed=5, progress=False)
+    scratch, scratch_models = few_label_supervised(lambda: build_classifier("tiny_cnn", 10), draws, test,
+                                                   steps=setup.supervised_steps, lr=setup.supervised_lr,
+                                                   batch_size=setup.supervised_batch_size, seed=5, progress=False)
+    assert tuned.accuracies == scratch.accuracies
+    assert all(torch.equal(a, b) for a, b in zip(models[0].state_dict().values(),
+                                                  scratch_models[0].state_dict().values()))
+    other, _ = build_encoder("tiny_cnn")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    before = [t.clone() for t in other.state_dict().values()]
+    _, moved = few_label_finetune(other, profile, draws, test, seed=5, progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(moved[0].state_dict().values(),
+                                                     scratch_models[0].state_dict().values()))
+    # the pretrained encoder itself is not trained: fine-tuning works on a copy
+    assert all(torch.equal(a, b) for a, b in zip(before, other.state_dict().values()))
 
 
 def test_supervised_baseline_is_saved_and_reloaded(tiny, tmp_path, monkeypatch):

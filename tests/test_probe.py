@@ -32,6 +32,13 @@ def test_few_label_result_summary():
     assert pooled.accuracies == [0.1, 0.2, 0.3]
 
 
+def test_few_label_results_pair_run_by_run():
+    a, b = FewLabelResult([0.5, 0.6, 0.7]), FewLabelResult([0.4, 0.65, 0.5])
+    assert a.minus(b).accuracies == pytest.approx([0.1, -0.05, 0.2])
+    with pytest.raises(ValueError, match="paired"):
+        a.minus(FewLabelResult([0.5]))
+
+
 def test_label_draws_are_balanced_different_and_reproducible(digits):
     train, _ = digits
     draws = label_draws(train, per_class=3, draws=3, seed=5)

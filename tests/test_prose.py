@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.phrasing import fraction_words, gain_words, share, time_ratio_words
+from course_utils.phrasing import fraction_words, gain_words, paired_verdict, paired_words, share, time_ratio_words
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions" / "lab4").glob("*.ipynb"))
@@ -120,6 +120,16 @@ def test_sentences_are_built_from_the_values():
     assert "no measurable difference" in gain_words(0.004, 0.011)
     with pytest.raises(ValueError):
         fraction_words(1.5)
+
+
+def test_paired_differences_are_read_by_their_signs_not_their_mean():
+    assert paired_words([0.05, 0.03, 0.07]) == "+5.0 ± 2.0 points, above zero on 3 of 3 seeds"
+    assert paired_words([0.1, -0.01], "draws").endswith("above zero on 1 of 2 draws")
+    assert paired_verdict([0.05, 0.03, 0.07]) == "higher"
+    assert paired_verdict([-0.2, -0.01]) == "lower"
+    # a large mean carried by one run is no consistent difference
+    assert paired_verdict([0.30, -0.01, 0.02]) == "not consistently different"
+    assert paired_verdict([0.0, 0.1]) == "not consistently different"
 
 
 # --- the headers' run times ------------------------------------------------------------------------
