@@ -113,16 +113,18 @@ STORIES: dict[str, Story] = {
                ("overfit_clean_accuracy", "overfit_fgsm_accuracy", "overfit_pgd_accuracy",
                 "overfit_fgsm_minus_clean", "overfit_transfer_accuracy", "overfit_fgsm_minus_transfer",
                 "pgd_large_clean_accuracy", "pgd_large_fgsm_accuracy", "pgd_large_pgd_accuracy",
-                "pgd_large_transfer_accuracy")),
+                "pgd_large_transfer_accuracy", "overfit_pgd_by_epoch", "pgd_large_pgd_by_epoch",
+                "overfit_fgsm_minus_pgd")),
          Claim("Augmentation can work for specific tasks: how large a perturbation may be before it "
                "changes the class depends on the data.",
-               ("other_class_distance_median", "overlap_fraction_eps", "overlap_fraction_eps_large"))),
+               ("other_class_distance_median", "overlap_fraction_eps", "overlap_fraction_eps_large",
+                "overlap_fraction_eps_infeasible"))),
         headline=("standard_pgd_accuracy", "adversarial_pgd_accuracy", "clean_accuracy_cost")),
     "04_rotation": Story(
         (Claim("Rotation classification as a pretext task: features learnt by predicting which of four "
                "rotations was applied help a downstream task with few labels.",
                ("random_init_probe_accuracy", "rotation_probe_accuracy", "supervised_few_labels_accuracy",
-                "rotation_probe_gain", "rotation_probe_margin")),
+                "rotation_probe_gain", "rotation_probe_margin", "rotation_seed_probe_gain")),
          Claim("The pretext task is useful in itself, e.g. to tell whether a phone is upside down.",
                ("rotation_pretext_accuracy",))),
         headline=("rotation_pretext_accuracy", "rotation_probe_accuracy", "random_init_probe_accuracy")),
@@ -130,7 +132,10 @@ STORIES: dict[str, Story] = {
         (Claim("Patch localization: predicting where one of the 8 neighbours lies relative to a centre "
                "patch teaches spatial context that a downstream task can use.",
                ("random_init_probe_accuracy", "patch_probe_accuracy", "patch_probe_gain",
-                "patch_probe_margin")),
+                "patch_probe_margin", "patch_seed_probe_gain")),
+         Claim("A pretext task must not have a shortcut: the gap and the jitter between the patches are "
+               "measured by an ablation, not assumed.",
+               ("no_gap_pretext_accuracy", "no_gap_probe_accuracy", "no_gap_probe_change")),
          Claim("The pretext task itself is solvable from image content (chance is 1 in 8).",
                ("patch_pretext_accuracy",))),
         headline=("patch_pretext_accuracy", "patch_probe_accuracy", "random_init_probe_accuracy")),
@@ -138,8 +143,16 @@ STORIES: dict[str, Story] = {
         (Claim("SimCLR: maximising the agreement of two augmentations of one image gives an encoder "
                "whose features serve a downstream task; the projection head is dropped after training.",
                ("simclr_probe_accuracy", "simclr_projection_probe_accuracy", "random_init_probe_accuracy",
-                "supervised_few_labels_accuracy", "rotation_probe_accuracy", "patch_probe_accuracy",
-                "rotation_probe_margin", "patch_probe_margin", "simclr_probe_margin")),
+                "supervised_few_labels_accuracy")),
+         Claim("Pretext tasks compared fairly: the same compute, three seeds, paired differences; a linear "
+               "probe, fine-tuning and training from scratch on the same few labels.",
+               ("fair_image_passes", "rotation_probe_accuracy", "patch_probe_accuracy", "rotation_probe_margin",
+                "patch_probe_margin", "simclr_probe_margin", "fair_finetune", "fair_finetune_minus_scratch",
+                "fair_probe_minus_scratch", "fair_best_probe_task")),
+         Claim("SimCLR's augmentations: cropping alone gives poor features, colour distortion matters, and an "
+               "augmentation that changes the class (a flip of a digit) is measured, not assumed.",
+               ("simclr_no_flip_probe_accuracy", "simclr_crop_only_probe_accuracy", "simclr_colour_effect",
+                "simclr_flip_effect")),
          Claim("Self-supervision pays off when labelled data are few.",
                ("label_curve_per_class", "label_curve_supervised_per_class", "label_curve_gain",
                 "label_curve_best_encoder", "label_curve_best_gain_fewest", "label_curve_best_gain_fewest_std",

@@ -48,24 +48,28 @@ QUICK_EXPECTATIONS = {
                                           # stickers and eyeglasses: no eps-ball, only a region
                                           "eyeglasses_success_rate": (0.30, 1.0), "largest_sticker_success_rate": (0.80, 1.0)},
     # adversarial training buys robustness at little clean cost; FGSM training at a large eps
-    # overfits catastrophically (robust to FGSM, not to PGD)
+    # is robust to FGSM, not to PGD, where PGD training at that eps finds some robustness
     "03_robustness_and_defences": {"standard_clean_accuracy": (0.95, 1.0), "standard_pgd_accuracy": (0.0, 0.10),
                                    "adversarial_pgd_accuracy": (0.50, 1.0), "adversarial_clean_accuracy": (0.85, 1.0),
-                                   "overfit_pgd_accuracy": (0.0, 0.10),
+                                   "overfit_pgd_accuracy": (0.0, 0.10), "overfit_fgsm_minus_pgd": (0.25, 1.0),
                                    # limits: the robust model falls at 2 eps and gains nothing under rotation or a
                                    # photo background; stickers still reach their target
                                    "adversarial_linf_2eps_accuracy": (0.0, 0.25), "rotation_gain": (-0.15, 0.10),
                                    "background_gain": (-0.15, 0.10), "adversarial_largest_sticker_success": (0.4, 1.0),
-                                   # PGD training at the large eps fails too: that eps overlaps other digits
-                                   "pgd_large_pgd_accuracy": (0.0, 0.5), "overlap_fraction_eps": (0.0, 0.02),
-                                   "overlap_fraction_eps_large": (0.1, 1.0),
-                                   # transfer attacks: weaker than white-box on the robust model (no masking), stronger
-                                   # than white-box FGSM on the catastrophically overfit one (masking)
-                                   "adversarial_transfer_minus_pgd": (0.0, 1.0), "overfit_fgsm_minus_transfer": (0.05, 1.0)},
-    # each pretext task's probe beats random init by more than the spread over label draws and seeds
+                                   # at the large eps, which no test digit's neighbour of another class is within
+                                   # 2 eps of, PGD training works where FGSM training collapsed; the infeasible eps
+                                   # overlaps other digits
+                                   "pgd_large_pgd_accuracy": (0.15, 1.0), "overlap_fraction_eps": (0.0, 0.02),
+                                   "overlap_fraction_eps_large": (0.0, 0.02), "overlap_fraction_eps_infeasible": (0.1, 1.0),
+                                   # transfer attacks: weaker than white-box on the robust model (no masking)
+                                   "adversarial_transfer_minus_pgd": (0.0, 1.0)},
+    # each pretext task's probe beats random init by more than the spread over label draws
     "04_rotation": {"rotation_probe_margin": (0.0, 1.0)},
     "05_patch_localization": {"patch_probe_margin": (0.0, 1.0)},
-    "06_simclr": {"simclr_probe_margin": (0.0, 1.0),
+    # at equal compute the patch and rotation probes beat random init beyond the spread over seeds (SimCLR, at this
+    # budget, does not: said in the notebook); colour distortion makes SimCLR's features, flips on digits cost them
+    "06_simclr": {"patch_probe_margin": (0.0, 1.0), "rotation_probe_margin": (0.0, 1.0),
+                  "simclr_colour_effect": (0.05, 1.0), "simclr_flip_effect": (-1.0, 0.0),
                   # label efficiency: the best pretext encoder's paired gain over random init at the most labels;
                   # flips and rotations change what a digit is
                   "label_curve_best_gain_most": (0.05, 0.30), "flip_kept_class_supervised": (0.05, 0.40),
