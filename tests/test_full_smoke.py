@@ -101,7 +101,7 @@ def test_full_branches_ran(full_smoke):
     results = runs["01_natural_adversarial_examples"].results
     assert results["imagenet_a_images"] == IMAGENET_A["n_classes"] * IMAGENET_A["per_class"]
     assert {"imagenet_a_v1_top1", "imagenet_a_v2_top1", "imagenet_a_densenet_top1", "digits_a_kept"} <= set(results)
-    for name in ("standard", "adversarial-fgsm-rs", "adversarial-pgd-large"):  # trained by notebooks 02 and 03
+    for name in ("standard", "noise", "adversarial-fgsm-rs"):  # trained by notebooks 02 and 03
         saved = torch.load(data / "checkpoints" / f"{name}-full-smoke-seed0.pt", map_location="cpu", weights_only=True)
         assert (saved["config"]["model"], saved["config"]["dataset"]) == ("resnet18", "cifar10"), name
     for name in ("04_rotation", "05_patch_localization", "06_simclr"):
