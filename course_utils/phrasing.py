@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["fraction_words", "share", "time_ratio_words", "points", "gain_words", "mean_sd"]
+__all__ = ["fraction_words", "share", "time_ratio_words", "points", "gain_words", "mean_sd", "paired_words",
+           "paired_verdict"]
 
 # (upper bound of the fraction, words); the first bound the fraction does not exceed names it
 _FRACTIONS = ((0.0, "none"), (0.05, "almost none"), (0.15, "few"), (0.22, "about a fifth"), (0.29, "about a quarter"),

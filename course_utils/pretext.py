@@ -114,7 +114,8 @@ def image_passes(recipe: PretextRecipe) -> int:
 def pretext_recipe(task: str, profile: Any, variant: str = "") -> PretextRecipe:
     """The lab's settings for `task` on `profile`, or of its ablation `variant` (a name in `VARIANTS`).
 
-    Every task gets the same compute (`image_passes`): on quick, 7,680 passes of a 32-pixel
+    Every task gets the same compute (`image_passes`) on quick and full (grade's two steps are
+    not equalized): on quick, 7,680 passes of a 32-pixel
     image, about 15 s each on 2 CPU cores; on full, 256,000 (an estimate of 2-4 min each on a
     T4-class GPU: no GPU run measured it).
 

@@ -109,7 +109,7 @@ STORIES: dict[str, Story] = {
                 "adversarial_largest_sticker_success", "standard_glasses_success", "noise_glasses_success",
                 "adversarial_glasses_success")),
          Claim("Cheap adversarial training can fail outright (catastrophic overfitting): robust to its "
-               "own FGSM, not to PGD, through masked gradients.",
+               "own FGSM, not to PGD; PGD training at the same eps and a transfer attack tell why.",
                ("overfit_clean_accuracy", "overfit_fgsm_accuracy", "overfit_pgd_accuracy",
                 "overfit_fgsm_minus_clean", "overfit_transfer_accuracy", "overfit_fgsm_minus_transfer",
                 "pgd_large_clean_accuracy", "pgd_large_fgsm_accuracy", "pgd_large_pgd_accuracy",
