@@ -34,6 +34,7 @@ class NotebookRun:
     html: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # result name -> the notebook's label
     kernel_log: str | None = None  # what the kernel process wrote to its stderr, when it wrote anything
+    retried: str | None = None  # why the notebook was run a second time (a cell that timed out), if it was
 
 
 def find_notebooks(directory: str | os.PathLike = SOLUTIONS_DIR, select: list[str] | None = None) -> list[Path]:
@@ -109,10 +110,17 @@ def _kernel_manager_class():
 def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | os.PathLike = "build",
                   html: bool = True, log_output: bool = False, cell_timeout: int | None = None,
                   on_start: Callable[[int, Path], None] | None = None,
-                  on_finish: Callable[[int, NotebookRun], None] | None = None) -> list[NotebookRun]:
+                  on_finish: Callable[[int, NotebookRun], None] | None = None,
+                  timeout_retries: int = 1) -> list[NotebookRun]:
     """Execute each notebook with papermill on `profile`, from its own folder; a cell that runs
     longer than `cell_timeout` seconds (default `CELL_TIMEOUT`: `LAB_CELL_TIMEOUT` in the
     environment, else 30 min) fails its notebook.
+
+    A notebook whose cell timed out is run again from the start, with a fresh kernel, up to
+    `timeout_retries` times, and `NotebookRun.retried` says why. nbclient can wait forever for
+    a cell with ipywidgets whose kernel has long gone idle (jupyter/nbclient#312, seen here once
+    in CI in notebook 02's eps slider): a stuck run is not a slow notebook. A notebook that is
+    really too slow times out again and fails. Any other error fails it at once.
 
     Writes `out_dir/executed/<name>.ipynb`, `out_dir/html/<name>.html` and
     `out_dir/results.json`; what a kernel process writes to its stderr goes to
@@ -141,16 +149,23 @@ def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | o
         kernel_log.unlink(missing_ok=True)
         config = Config({manager.__name__: {"stderr_path": str(kernel_log.resolve())}})  # papermill chdirs
         start = time.perf_counter()
-        error = None
-        try:
-            papermill.execute_notebook(str(path), str(target), parameters={"PROFILE": profile},
-                                       cwd=str(path.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3", execution_timeout=timeout,
-                                       kernel_manager_class=manager, config=config)
-        except Exception as exc:  # papermill raises PapermillExecutionError and friends; the run goes on
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-            if "Timeout" in type(exc).__name__:
-                error = f"{type(exc).__name__}: a cell ran longer than {timeout} s (LAB_CELL_TIMEOUT); it is stuck or too slow"
+        retried = None
+        for attempt in range(timeout_retries + 1):
+            error, timed_out = None, False
+            try:
+                papermill.execute_notebook(str(path), str(target), parameters={"PROFILE": profile},
+                                           cwd=str(path.parent), progress_bar=False, log_output=log_output,
+                                           kernel_name="python3", execution_timeout=timeout,
+                                           kernel_manager_class=manager, config=config)
+            except Exception as exc:  # papermill raises PapermillExecutionError and friends; the run goes on
+                error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                timed_out = "Timeout" in type(exc).__name__
+                if timed_out:
+                    error = (f"{type(exc).__name__}: a cell ran longer than {timeout} s (LAB_CELL_TIMEOUT); "
+                             "it is stuck or too slow")
+            if not timed_out or attempt == timeout_retries:
+                break
+            retried = error
         seconds = time.perf_counter() - start
         records, html_path = {}, None
         if target.exists():
@@ -165,7 +180,8 @@ def run_notebooks(paths: list[Path], *, profile: str = "quick", out_dir: str | o
         run = NotebookRun(path.stem, "failed" if error else "ok", round(seconds, 1),
                           {name: r.value for name, r in records.items()}, error, str(target),
                           str(html_path) if html_path else None,
-                          {name: r.label for name, r in records.items()}, str(kernel_log) if has_log else None)
+                          {name: r.label for name, r in records.items()}, str(kernel_log) if has_log else None,
+                          retried)
         runs.append(run)
         if on_finish:
             on_finish(index, run)

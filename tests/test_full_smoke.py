@@ -61,7 +61,7 @@ def full_smoke(standins, tmp_path_factory):
         env.setenv("COURSE_DEVICE", "cpu")
         env.setenv("COURSE_DATA_DIR", str(data))  # downloads and checkpoints
         env.setenv("TORCH_HOME", str(work / "torch-home"))  # no weights from a real hub cache
-        runs = run_notebooks(NOTEBOOKS, profile="full", out_dir=work / "out", html=False)
+        runs = run_notebooks(NOTEBOOKS, profile="full", out_dir=work / "out", html=False, cell_timeout=600)
         requests = list(server.requests)
     return {r.name: r for r in runs}, requests, data, work / "out"
 
