@@ -174,8 +174,7 @@ class LabelCurve:
         same draw cancels that, so its spread is the spread of the gain itself.
         """
         self._check_paired(other)
-        return LabelCurve(list(self.per_class), [FewLabelResult([a - b for a, b in zip(r.accuracies, o.accuracies)])
-                                                 for r, o in zip(self.results, other.results)])
+        return LabelCurve(list(self.per_class), [r.minus(o) for r, o in zip(self.results, other.results)])
 
     @classmethod
     def average(cls, curves: Sequence["LabelCurve"]) -> "LabelCurve":
